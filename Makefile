@@ -1,0 +1,47 @@
+# ioc: the two commands a newcomer needs are `make run` and `make test`.
+# Everything else is a building block of those.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+DATA       ?= data
+
+.PHONY: all build deps run stop test unit e2e fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+# Leaves build/iocd and build/iocctl.
+build: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=debugoptimized >/dev/null
+	@ninja -C $(BUILD) >/dev/null || ninja -C $(BUILD)
+	@ln -sfn tools/iocctl $(BUILD)/iocctl
+	@echo "built: $(BUILD)/iocd $(BUILD)/iocctl"
+
+# Start iocd serving a demo volume (a file under ./data) over NBD.
+run:
+	@scripts/run.sh start
+
+stop:
+	@scripts/run.sh stop
+
+# Install what is missing, build (gcc -Werror, plus ASan+UBSan), run unit, e2e
+# and fuzz smoke tests; ends with "N passed, M failed".
+test:
+	@scripts/test.sh
+
+unit:
+	@scripts/test.sh unit
+
+e2e:
+	@scripts/test.sh e2e
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench:
+	@bench/nbd.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The one place where ioc's dependencies are named. Debian packages only.
+# Usage: scripts/deps.sh [build|test|bench|all]   (default: all)
+# Installs only what is missing, so a second run is fast and offline.
+set -euo pipefail
+
+BUILD_PKGS=(
+    gcc make meson ninja-build pkg-config
+    liburing-dev libjansson-dev
+)
+TEST_PKGS=(
+    libcmocka-dev clang libclang-rt-14-dev     # unit tests, sanitizers, libFuzzer
+    python3-pytest                              # e2e runner (/usr/bin/python3)
+    qemu-utils                                  # qemu-img, qemu-io, qemu-nbd
+    libnbd-bin                                  # nbdinfo, nbdcopy, nbdfuse
+    fuse3                                       # nbdfuse needs fusermount3
+    fio                                         # fio with the nbd engine
+    util-linux procps                           # fincore, ps
+)
+BENCH_PKGS=(
+    nbdkit                                      # peer: nbdkit file plugin
+    qemu-system-common                          # peer: qemu-storage-daemon
+)
+
+case "${1:-all}" in
+    build) want=("${BUILD_PKGS[@]}") ;;
+    test)  want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+    bench) want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+    all)   want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+    *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

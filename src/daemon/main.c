@@ -1,0 +1,259 @@
+/*
+ * daemon/main.c - iocd: start-up and shutdown ordering, signals, options.
+ *
+ * Order matters: reactors first (everything runs on them), then the targets
+ * that accept connections onto them, then the RPC server that lets people
+ * create bdevs and exports. Shutdown is the reverse, so no RPC can create an
+ * export while its target is going away, and no connection outlives its
+ * reactor. The main thread does no IO: it waits for SIGINT/SIGTERM.
+ */
+#include "ioc/common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bdev/bdev.h"
+#include "core/log.h"
+#include "core/reactor.h"
+#include "rpc/rpc.h"
+#include "target/nbd/nbd.h"
+
+#define IOC_NBD_DEFAULT_LISTEN "127.0.0.1:10809"
+
+struct daemon_opts {
+    struct ioc_reactor_opts reactor;
+    const char *rpc_socket;
+    const char *nbd_listen;
+    const char *nbd_socket;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: iocd [OPTIONS]\n"
+            "\n"
+            "The ioc data-plane daemon: serves block devices over NBD from user space.\n"
+            "Create devices and exports at run time with iocctl (see docs/iocctl.md).\n"
+            "\n"
+            "  -c, --cores N           reactor threads (default 1)\n"
+            "  -r, --rpc-socket PATH   JSON-RPC unix socket (default %s)\n"
+            "  -l, --nbd-listen A:P    NBD TCP address, or 'none' (default %s)\n"
+            "  -u, --nbd-socket PATH   also serve NBD on a unix socket\n"
+            "  -p, --poll-mode MODE    adaptive (default), busy or sleep\n"
+            "      --spin-max-us N     cap of the adaptive spin window (default 20)\n"
+            "      --pin-cpus          pin reactor i to CPU i\n"
+            "  -L, --log-level LEVEL   err, warn, notice (default), info, debug\n"
+            "  -d, --debug COMPONENT   debug output for a component (nbd, bdev, rpc, all)\n"
+            "  -V, --version           print the version\n"
+            "  -h, --help              this text\n",
+            IOC_RPC_DEFAULT_SOCKET, IOC_NBD_DEFAULT_LISTEN);
+}
+
+static int
+parse_uint(const char *opt, const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || *s == '\0' || *out > max) {
+        fprintf(stderr, "iocd: %s: expected a number up to %llu, got '%s'\n", opt, max, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct daemon_opts *o)
+{
+    static const struct option longopts[] = {
+        {"cores", required_argument, NULL, 'c'},
+        {"rpc-socket", required_argument, NULL, 'r'},
+        {"nbd-listen", required_argument, NULL, 'l'},
+        {"nbd-socket", required_argument, NULL, 'u'},
+        {"poll-mode", required_argument, NULL, 'p'},
+        {"spin-max-us", required_argument, NULL, 'S'},
+        {"pin-cpus", no_argument, NULL, 'P'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"debug", required_argument, NULL, 'd'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    unsigned long long v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:r:l:u:p:L:d:Vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (parse_uint("--cores", optarg, 64, &v) < 0 || v == 0) {
+                fprintf(stderr, "iocd: --cores: expected 1..64\n");
+                return -EINVAL;
+            }
+            o->reactor.count = (unsigned)v;
+            break;
+        case 'r':
+            o->rpc_socket = optarg;
+            break;
+        case 'l':
+            o->nbd_listen = strcmp(optarg, "none") == 0 ? NULL : optarg;
+            break;
+        case 'u':
+            o->nbd_socket = optarg;
+            break;
+        case 'p':
+            if (ioc_poll_mode_parse(optarg, &o->reactor.mode) < 0) {
+                fprintf(stderr, "iocd: --poll-mode: expected adaptive, busy or sleep, got '%s'\n",
+                        optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'S':
+            if (parse_uint("--spin-max-us", optarg, 1000000, &v) < 0) {
+                return -EINVAL;
+            }
+            o->reactor.spin_max_ns = v * 1000;
+            break;
+        case 'P':
+            o->reactor.pin_cpus = true;
+            break;
+        case 'L':
+            if (ioc_log_set_level(optarg) < 0) {
+                fprintf(stderr, "iocd: --log-level: expected err, warn, notice, info or debug\n");
+                return -EINVAL;
+            }
+            break;
+        case 'd':
+            ioc_log_set_debug(optarg, true);
+            g_ioc_log_level = IOC_LOG_DEBUG;
+            break;
+        case 'V':
+            printf("iocd %s\n", IOC_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "iocd: unexpected argument '%s' (see iocd --help)\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Block the signals we handle in every thread; main waits for them with sigwait. */
+static void
+signals_block(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void
+bdev_collect_name(struct ioc_bdev *bdev, void *arg)
+{
+    json_t *names = arg;
+
+    json_array_append_new(names, json_string(ioc_bdev_name(bdev)));
+}
+
+/* Delete bdevs until none are left: stacked ones first free their bases. */
+static void
+bdevs_delete_all(void)
+{
+    for (int round = 0; round < 16; round++) {
+        json_t *names = json_array();
+        size_t i;
+        json_t *v;
+
+        ioc_bdev_foreach(bdev_collect_name, names);
+        if (json_array_size(names) == 0) {
+            json_decref(names);
+            return;
+        }
+        json_array_foreach(names, i, v) {
+            ioc_bdev_delete(json_string_value(v), NULL);
+        }
+        json_decref(names);
+    }
+}
+
+static int
+daemon_start(const struct daemon_opts *o)
+{
+    struct ioc_nbd_target_opts nbd = {.listen = o->nbd_listen, .unix_path = o->nbd_socket};
+    struct ioc_err err = {0};
+    int rc;
+
+    rc = ioc_reactors_start(&o->reactor);
+    if (rc < 0) {
+        IOC_ERR("iocd", "cannot start %u reactors: %s", o->reactor.count, strerror(-rc));
+        return rc;
+    }
+    if (nbd.listen != NULL || nbd.unix_path != NULL) {
+        rc = ioc_nbd_target_start(&nbd, &err);
+        if (rc < 0) {
+            IOC_ERR("iocd", "nbd: %s", err.msg[0] ? err.msg : strerror(-rc));
+            return rc;
+        }
+    }
+    rc = ioc_rpc_server_start(o->rpc_socket, &err);
+    if (rc < 0) {
+        IOC_ERR("iocd", "rpc: %s", err.msg[0] ? err.msg : strerror(-rc));
+        return rc;
+    }
+    IOC_NOTICE("iocd", "iocd %s ready: %u reactor%s (%s polling), rpc %s, nbd %s%s%s", IOC_VERSION,
+               o->reactor.count, o->reactor.count == 1 ? "" : "s",
+               ioc_poll_mode_name(o->reactor.mode), o->rpc_socket,
+               o->nbd_listen ? o->nbd_listen : "-", o->nbd_socket ? " and " : "",
+               o->nbd_socket ? o->nbd_socket : "");
+    return 0;
+}
+
+static void
+daemon_stop(void)
+{
+    ioc_rpc_server_stop();
+    ioc_nbd_target_stop();
+    ioc_nbd_export_remove_all();
+    ioc_reactors_stop();
+    bdevs_delete_all();
+    ioc_bdev_io_cache_drain();
+}
+
+int
+main(int argc, char **argv)
+{
+    struct daemon_opts o = {
+        .reactor = {.count = 1, .mode = IOC_POLL_MODE_ADAPTIVE},
+        .rpc_socket = IOC_RPC_DEFAULT_SOCKET,
+        .nbd_listen = IOC_NBD_DEFAULT_LISTEN,
+    };
+    sigset_t set;
+    int sig = 0, rc;
+
+    if (parse_args(argc, argv, &o) < 0) {
+        return 2;
+    }
+    signals_block(&set);
+    rc = daemon_start(&o);
+    if (rc == 0) {
+        sigwait(&set, &sig);
+        IOC_NOTICE("iocd", "signal %d (%s): shutting down", sig, strsignal(sig));
+    }
+    daemon_stop();
+    return rc == 0 ? 0 : 1;
+}

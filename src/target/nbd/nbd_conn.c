@@ -1,0 +1,1521 @@
+/*
+ * target/nbd/nbd_conn.c - the NBD protocol engine of one connection.
+ *
+ * The engine knows nothing about sockets. Its transport (nbd_target.c for TCP
+ * and unix sockets, the unit tests and the fuzzer for byte buffers) feeds it
+ * received bytes and drains its output:
+ *
+ *   bytes in:  nbd_conn_recv_buf() says where to receive (the 256 KiB receive
+ *              buffer, or straight into a WRITE request's data buffer while
+ *              its payload is outstanding); nbd_conn_recv_done() parses every
+ *              complete message in the buffer, validates each request
+ *              (nbd_validate_request) and submits its bdev IO at once.
+ *   bytes out: replies are queued as iovec lists that point into the request
+ *              (reply header and data buffer, no copy); nbd_conn_out_iov()
+ *              hands the whole queue to the transport for ONE sendmsg, and
+ *              nbd_conn_sent() retires what was sent (partial sends resume
+ *              mid-iovec).
+ *   wake-ups:  every event (input, IO completion, send completion) defers one
+ *              call of conn_deferred() on the reactor, which parses leftover
+ *              input and calls the transport's process(); so a burst of
+ *              completions in one reactor iteration ends in one send.
+ *
+ * Requests come from a per-connection pool (at most NBD_MAX_INFLIGHT, data
+ * buffers kept for reuse and aligned to the bdev's buffer alignment), so the
+ * steady state does no malloc. Backpressure: when the pool or the bytes in
+ * flight hit their caps, parsing stops and nbd_conn_recv_buf() refuses input,
+ * so the transport posts no recv until a reply has been sent.
+ *
+ * States:
+ *
+ *   HS_FLAGS --4 bytes--> HS_OPTIONS --GO/EXPORT_NAME--> TRANSMISSION <--> PAYLOAD
+ *       |                     |                              |                |
+ *       +---------------------+-------> CLOSING <------------+----------------+
+ *
+ *   HS_FLAGS      greeting queued; waiting for the client flags.
+ *   HS_OPTIONS    one option at a time: an option is only parsed once the
+ *                 reply to the previous one has been sent (hs_queued false),
+ *                 so the handshake buffer never moves under a pending send.
+ *   TRANSMISSION  requests; exp != NULL.
+ *   PAYLOAD       a WRITE's payload is received into payload_req->buf.
+ *   CLOSING       no more input. In-flight IO completes; its replies are sent
+ *                 unless `aborted` (protocol error, peer gone). Finished when
+ *                 io_inflight == 0 and the output is drained or dropped.
+ *
+ * Invariants (conn_check_invariants): payload_req != NULL iff PAYLOAD;
+ * exp != NULL in TRANSMISSION and PAYLOAD; inflight <= NBD_MAX_INFLIGHT;
+ * io_inflight <= inflight.
+ *
+ * Not done here: TLS (NBD_OPT_STARTTLS gets NBD_REP_ERR_UNSUP), extended
+ * headers, resize. Rejected alternative: parsing with a read-exactly-N-bytes
+ * loop per message (as simple servers do) costs a syscall per header and per
+ * payload; one large recv per batch is what keeps the per-IO CPU low.
+ */
+#include "ioc/common.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "target/nbd/nbd_internal.h"
+#include "target/nbd/nbd_proto.h"
+
+enum nbd_conn_state {
+    NBD_CONN_HS_FLAGS,
+    NBD_CONN_HS_OPTIONS,
+    NBD_CONN_TRANSMISSION,
+    NBD_CONN_PAYLOAD,
+    NBD_CONN_CLOSING,
+};
+
+/* One queued piece of output: an iovec list, retired by done() once sent. */
+struct nbd_out {
+    struct nbd_out *next;
+    struct iovec *iov;
+    int iovcnt;
+    size_t len;
+    void (*done)(struct nbd_out *o);
+};
+
+/* Reply header images; packed so each is exactly its wire size. */
+struct nbd_reply_hdr {
+    union {
+        struct nbd_simple_reply simple;
+        struct {
+            struct nbd_structured_reply hdr;
+            union {
+                struct nbd_chunk_offset_data data;
+                struct nbd_chunk_offset_hole hole;
+                struct nbd_chunk_error err;
+                uint32_t context_id;
+            } __attribute__((packed)) u;
+        } __attribute__((packed)) chunk;
+    };
+};
+
+enum nbd_req_stage {
+    NBD_REQ_IO,         /* the main bdev IO */
+    NBD_REQ_HOLE_PROBE, /* READ: BLOCK_STATUS first, to answer a zero range with a hole */
+};
+
+struct nbd_req {
+    struct nbd_out out;
+    struct nbd_conn *conn;
+    struct nbd_req *next_free;
+    uint64_t handle;
+    uint64_t offset;
+    uint32_t count;
+    uint16_t type;
+    uint16_t flags;
+    enum nbd_req_stage stage;
+    bool probed;           /* READ: the hole probe ran */
+    uint32_t payload_got;  /* WRITE: payload bytes received so far */
+    int error;             /* -errno for the reply, 0 = success */
+    bool hole;             /* READ: reply with one OFFSET_HOLE chunk */
+    uint32_t nr_desc;      /* BLOCK_STATUS: descriptors in buf */
+    void *buf;             /* data buffer, kept across reuse */
+    size_t buf_cap;
+    size_t charge;         /* bytes counted in conn->inflight_bytes */
+    struct ioc_extent probe_extent;
+    struct iovec iov[2];
+    struct nbd_reply_hdr reply;
+};
+
+struct nbd_conn {
+    struct ioc_reactor *reactor;
+    const struct nbd_conn_transport *t;
+    void *tctx;
+    char peer[64];
+    enum nbd_conn_state state;
+    bool aborted;
+    struct ioc_deferred defer;
+
+    /* input */
+    uint8_t *rbuf;
+    size_t rlen;
+    struct nbd_req *payload_req;
+
+    /* handshake */
+    bool no_zeroes;
+    bool structured;
+    bool meta_base_allocation;   /* SET_META_CONTEXT selected base:allocation ... */
+    char meta_export[NBD_EXPORT_NAME_MAX + 1]; /* ... for this export */
+    unsigned nr_opts;
+    uint8_t *hs_buf;
+    size_t hs_len;
+    size_t hs_cap;
+    bool hs_nomem;
+    bool hs_queued;
+    struct iovec hs_iov;
+    struct nbd_out hs_out;
+
+    /* transmission */
+    struct nbd_export *exp;
+    struct ioc_bdev *bdev;
+    uint64_t size;
+    uint32_t min_block;
+    uint32_t buf_align;
+    uint16_t eflags;
+    bool meta_active;
+    struct nbd_req *free_reqs;
+    unsigned inflight;           /* requests taken from the pool */
+    unsigned io_inflight;        /* bdev IOs submitted, not completed */
+    uint64_t inflight_bytes;
+
+    /* output */
+    struct nbd_out *out_head;
+    struct nbd_out **out_tail;
+    size_t out_off;              /* bytes of out_head already sent */
+};
+
+static void conn_deferred(struct ioc_deferred *d);
+static void req_dispatch(struct nbd_req *req);
+
+/* ------------------------------------------------------------------ state */
+
+static const char *
+conn_state_name(enum nbd_conn_state s)
+{
+    static const char *names[] = {"hs_flags", "hs_options", "transmission", "payload",
+                                  "closing"};
+
+    return names[s];
+}
+
+static void
+conn_check_invariants(const struct nbd_conn *c)
+{
+    assert((c->payload_req != NULL) == (c->state == NBD_CONN_PAYLOAD));
+    assert(c->exp != NULL ||
+           (c->state != NBD_CONN_TRANSMISSION && c->state != NBD_CONN_PAYLOAD));
+    assert(c->inflight <= NBD_MAX_INFLIGHT);
+    assert(c->io_inflight <= c->inflight);
+    (void)c;
+}
+
+static void
+conn_set_state(struct nbd_conn *c, enum nbd_conn_state s)
+{
+    if (c->state == s) {
+        return;
+    }
+    IOC_DEBUG(nbd, "client %s: %s -> %s", c->peer, conn_state_name(c->state),
+              conn_state_name(s));
+    c->state = s;
+}
+
+static void
+conn_kick(struct nbd_conn *c)
+{
+    ioc_reactor_defer(c->reactor, &c->defer, conn_deferred);
+}
+
+/* A protocol violation or a dead peer: hard disconnect, queued output dropped. */
+static void
+conn_fail(struct nbd_conn *c, const char *why)
+{
+    if (!c->aborted) {
+        IOC_DEBUG(nbd, "client %s: closing: %s", c->peer, why);
+    }
+    c->aborted = true;
+    conn_set_state(c, NBD_CONN_CLOSING);
+    conn_kick(c);
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void
+conn_queue(struct nbd_conn *c, struct nbd_out *o)
+{
+    o->len = 0;
+    for (int i = 0; i < o->iovcnt; i++) {
+        o->len += o->iov[i].iov_len;
+    }
+    o->next = NULL;
+    *c->out_tail = o;
+    c->out_tail = &o->next;
+    conn_kick(c);
+}
+
+static struct nbd_out *
+conn_out_pop(struct nbd_conn *c)
+{
+    struct nbd_out *o = c->out_head;
+
+    c->out_head = o->next;
+    if (c->out_head == NULL) {
+        c->out_tail = &c->out_head;
+    }
+    c->out_off = 0;
+    return o;
+}
+
+int
+nbd_conn_out_iov(struct nbd_conn *c, struct iovec *iov, int max)
+{
+    size_t skip = c->out_off;
+    int n = 0;
+
+    if (c->aborted) {
+        return 0;
+    }
+    for (struct nbd_out *o = c->out_head; o != NULL && n < max; o = o->next) {
+        for (int i = 0; i < o->iovcnt && n < max; i++) {
+            size_t len = o->iov[i].iov_len;
+
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            iov[n].iov_base = (uint8_t *)o->iov[i].iov_base + skip;
+            iov[n].iov_len = len - skip;
+            skip = 0;
+            n++;
+        }
+    }
+    return n;
+}
+
+void
+nbd_conn_sent(struct nbd_conn *c, ssize_t n)
+{
+    size_t left;
+
+    conn_kick(c);
+    if (n < 0) {
+        conn_fail(c, "send failed");
+        return;
+    }
+    if (c->aborted) {
+        return;
+    }
+    left = (size_t)n;
+    while (left > 0 && c->out_head != NULL) {
+        size_t rest = c->out_head->len - c->out_off;
+
+        if (left < rest) {
+            c->out_off += left;
+            return;
+        }
+        left -= rest;
+        struct nbd_out *o = conn_out_pop(c);
+        o->done(o);
+    }
+}
+
+/* -------------------------------------------------------------- handshake */
+
+static void
+hs_put(struct nbd_conn *c, const void *data, size_t len)
+{
+    if (c->hs_len + len > c->hs_cap) {
+        size_t cap = IOC_MAX(c->hs_cap * 2, c->hs_len + len + 256);
+        uint8_t *p = realloc(c->hs_buf, cap);
+
+        if (p == NULL) {
+            c->hs_nomem = true;
+            return;
+        }
+        c->hs_buf = p;
+        c->hs_cap = cap;
+    }
+    memcpy(c->hs_buf + c->hs_len, data, len);
+    c->hs_len += len;
+}
+
+static void
+hs_put_be16(struct nbd_conn *c, uint16_t v)
+{
+    v = htobe16(v);
+    hs_put(c, &v, sizeof(v));
+}
+
+static void
+hs_put_be32(struct nbd_conn *c, uint32_t v)
+{
+    v = htobe32(v);
+    hs_put(c, &v, sizeof(v));
+}
+
+/* Start an option reply; returns where its header is, for hs_reply_end(). */
+static size_t
+hs_reply_start(struct nbd_conn *c, uint32_t opt, uint32_t type)
+{
+    struct nbd_opt_reply r = {
+        .magic = htobe64(NBD_REP_MAGIC),
+        .option = htobe32(opt),
+        .reply = htobe32(type),
+        .replylen = 0,
+    };
+    size_t at = c->hs_len;
+
+    hs_put(c, &r, sizeof(r));
+    return at;
+}
+
+static void
+hs_reply_end(struct nbd_conn *c, size_t at)
+{
+    uint32_t len;
+
+    if (c->hs_nomem) {
+        return;
+    }
+    len = htobe32((uint32_t)(c->hs_len - at - sizeof(struct nbd_opt_reply)));
+    memcpy(c->hs_buf + at + offsetof(struct nbd_opt_reply, replylen), &len, sizeof(len));
+}
+
+static void
+hs_reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const char *msg)
+{
+    size_t at = hs_reply_start(c, opt, type);
+
+    if (msg != NULL) {
+        hs_put(c, msg, strlen(msg));
+    }
+    hs_reply_end(c, at);
+}
+
+static void
+hs_out_done(struct nbd_out *o)
+{
+    struct nbd_conn *c = ioc_container_of(o, struct nbd_conn, hs_out);
+
+    c->hs_len = 0;
+    c->hs_queued = false;
+}
+
+/* Queue what the handshake buffer holds; options wait until it is sent. */
+static void
+hs_flush(struct nbd_conn *c)
+{
+    if (c->hs_nomem) {
+        conn_fail(c, "out of memory");
+        return;
+    }
+    if (c->hs_len == 0) {
+        return;
+    }
+    c->hs_iov.iov_base = c->hs_buf;
+    c->hs_iov.iov_len = c->hs_len;
+    c->hs_out.iov = &c->hs_iov;
+    c->hs_out.iovcnt = 1;
+    c->hs_out.done = hs_out_done;
+    c->hs_queued = true;
+    conn_queue(c, &c->hs_out);
+}
+
+static uint16_t
+conn_eflags(const struct nbd_conn *c, const struct nbd_export *e)
+{
+    uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
+
+    if (e->read_only) {
+        f |= NBD_FLAG_READ_ONLY;
+    }
+    if (ioc_bdev_supports(e->bdev, IOC_IO_FLUSH)) {
+        f |= NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA;
+    }
+    if (!e->read_only && ioc_bdev_supports(e->bdev, IOC_IO_UNMAP)) {
+        f |= NBD_FLAG_SEND_TRIM;
+    }
+    if (!e->read_only && ioc_bdev_supports(e->bdev, IOC_IO_WRITE_ZEROES)) {
+        f |= NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+    }
+    if (c->structured) {
+        f |= NBD_FLAG_SEND_DF;
+    }
+    return f;
+}
+
+/* Enter transmission on export e; takes over the caller's reference. */
+static void
+conn_start_transmission(struct nbd_conn *c, struct nbd_export *e)
+{
+    c->exp = e;
+    c->bdev = e->bdev;
+    c->size = ioc_bdev_size(e->bdev);
+    c->min_block = ioc_bdev_block_size(e->bdev);
+    c->buf_align = IOC_MAX(ioc_bdev_buf_align(e->bdev), (uint32_t)sizeof(void *));
+    c->eflags = conn_eflags(c, e);
+    c->meta_active = c->meta_base_allocation && strcmp(c->meta_export, e->name) == 0;
+    atomic_fetch_add(&e->connections, 1);
+    conn_set_state(c, NBD_CONN_TRANSMISSION);
+    IOC_DEBUG(nbd, "client %s: export %s, flags 0x%x%s", c->peer, e->name, c->eflags,
+              c->structured ? ", structured replies" : "");
+}
+
+static void
+opt_export_name(struct nbd_conn *c, const uint8_t *data, uint32_t len)
+{
+    struct nbd_export_name_reply r = {0};
+    struct nbd_export *e;
+
+    e = len <= NBD_STRING_MAX ? nbd_export_lookup((const char *)data, len) : NULL;
+    if (e == NULL) {
+        conn_fail(c, "NBD_OPT_EXPORT_NAME: unknown export");
+        return;
+    }
+    r.size = htobe64(ioc_bdev_size(e->bdev));
+    r.eflags = htobe16(conn_eflags(c, e));
+    hs_put(c, &r, c->no_zeroes ? offsetof(struct nbd_export_name_reply, zeroes) : sizeof(r));
+    conn_start_transmission(c, e);
+}
+
+static void
+opt_info_reply(struct nbd_conn *c, uint32_t opt, const struct nbd_export *e, bool want_name,
+               bool want_desc)
+{
+    struct nbd_info_export ie = {
+        .info = htobe16(NBD_INFO_EXPORT),
+        .size = htobe64(ioc_bdev_size(e->bdev)),
+        .eflags = htobe16(conn_eflags(c, e)),
+    };
+    struct nbd_info_block_size bs = {
+        .info = htobe16(NBD_INFO_BLOCK_SIZE),
+        .minimum = htobe32(ioc_bdev_block_size(e->bdev)),
+        .preferred = htobe32(IOC_MAX(NBD_PREF_BLOCK, ioc_bdev_block_size(e->bdev))),
+        .maximum = htobe32(NBD_MAX_BLOCK),
+    };
+    size_t at;
+
+    at = hs_reply_start(c, opt, NBD_REP_INFO);
+    hs_put(c, &ie, sizeof(ie));
+    hs_reply_end(c, at);
+    at = hs_reply_start(c, opt, NBD_REP_INFO);
+    hs_put(c, &bs, sizeof(bs));
+    hs_reply_end(c, at);
+    if (want_name) {
+        at = hs_reply_start(c, opt, NBD_REP_INFO);
+        hs_put_be16(c, NBD_INFO_NAME);
+        hs_put(c, e->name, strlen(e->name));
+        hs_reply_end(c, at);
+    }
+    if (want_desc) {
+        at = hs_reply_start(c, opt, NBD_REP_INFO);
+        hs_put_be16(c, NBD_INFO_DESCRIPTION);
+        hs_put(c, "ioc bdev ", 9);
+        hs_put(c, ioc_bdev_name(e->bdev), strlen(ioc_bdev_name(e->bdev)));
+        hs_reply_end(c, at);
+    }
+    hs_reply(c, opt, NBD_REP_ACK, NULL);
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO: u32 namelen, name, u16 nreqs, u16 reqs[nreqs]. */
+static void
+opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+    bool want_name = false, want_desc = false;
+    struct nbd_export *e;
+    uint32_t namelen;
+    uint16_t nreqs;
+
+    if (len < 6) {
+        hs_reply(c, opt, NBD_REP_ERR_INVALID, "option too short");
+        return;
+    }
+    memcpy(&namelen, data, 4);
+    namelen = be32toh(namelen);
+    if (namelen > len - 6 || namelen > NBD_STRING_MAX) {
+        hs_reply(c, opt, NBD_REP_ERR_INVALID, "bad export name length");
+        return;
+    }
+    memcpy(&nreqs, data + 4 + namelen, 2);
+    nreqs = be16toh(nreqs);
+    if ((uint64_t)6 + namelen + 2u * nreqs != len) {
+        hs_reply(c, opt, NBD_REP_ERR_INVALID, "bad information request count");
+        return;
+    }
+    for (uint32_t i = 0; i < nreqs; i++) {
+        uint16_t info;
+
+        memcpy(&info, data + 6 + namelen + 2 * i, 2);
+        want_name |= be16toh(info) == NBD_INFO_NAME;
+        want_desc |= be16toh(info) == NBD_INFO_DESCRIPTION;
+    }
+    e = nbd_export_lookup((const char *)data + 4, namelen);
+    if (e == NULL) {
+        hs_reply(c, opt, NBD_REP_ERR_UNKNOWN, "unknown export");
+        return;
+    }
+    opt_info_reply(c, opt, e, want_name, want_desc);
+    if (opt == NBD_OPT_GO && !c->hs_nomem) {
+        conn_start_transmission(c, e);
+    } else {
+        nbd_export_put(&e);
+    }
+}
+
+static void
+opt_list_one(const struct nbd_export *e, void *arg)
+{
+    struct nbd_conn *c = arg;
+    size_t at = hs_reply_start(c, NBD_OPT_LIST, NBD_REP_SERVER);
+    uint32_t len = (uint32_t)strlen(e->name);
+
+    hs_put_be32(c, len);
+    hs_put(c, e->name, len);
+    hs_reply_end(c, at);
+}
+
+static void
+opt_list(struct nbd_conn *c, uint32_t len)
+{
+    if (len != 0) {
+        hs_reply(c, NBD_OPT_LIST, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+        return;
+    }
+    nbd_export_foreach(opt_list_one, c);
+    hs_reply(c, NBD_OPT_LIST, NBD_REP_ACK, NULL);
+}
+
+static void
+opt_structured_reply(struct nbd_conn *c, uint32_t len)
+{
+    if (len != 0) {
+        hs_reply(c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID, "option takes no data");
+    } else if (c->structured) {
+        hs_reply(c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID, "already negotiated");
+    } else {
+        c->structured = true;
+        hs_reply(c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL);
+    }
+}
+
+/* Whether a query names base:allocation (SET) or matches it (LIST also takes "base:"). */
+static bool
+meta_query_matches(const uint8_t *q, uint32_t len, bool list)
+{
+    static const char ctx[] = "base:allocation";
+
+    if (len == sizeof(ctx) - 1 && memcmp(q, ctx, len) == 0) {
+        return true;
+    }
+    return list && len == 5 && memcmp(q, "base:", 5) == 0;
+}
+
+/*
+ * Walk the queries of LIST/SET_META_CONTEXT (u32 namelen, name, u32 nqueries,
+ * nqueries x (u32 len, query)). Returns -EINVAL when the layout does not add
+ * up to len; else 0 with *match telling whether base:allocation was asked for.
+ */
+static int
+meta_parse(const uint8_t *data, uint32_t len, bool list, uint32_t *namelen, bool *match)
+{
+    uint32_t nq, pos;
+
+    if (len < 8) {
+        return -EINVAL;
+    }
+    memcpy(namelen, data, 4);
+    *namelen = be32toh(*namelen);
+    if (*namelen > len - 8 || *namelen > NBD_STRING_MAX) {
+        return -EINVAL;
+    }
+    pos = 4 + *namelen;
+    memcpy(&nq, data + pos, 4);
+    nq = be32toh(nq);
+    pos += 4;
+    *match = list && nq == 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        uint32_t qlen;
+
+        if (len - pos < 4) {
+            return -EINVAL;
+        }
+        memcpy(&qlen, data + pos, 4);
+        qlen = be32toh(qlen);
+        pos += 4;
+        if (qlen > len - pos || qlen > NBD_STRING_MAX) {
+            return -EINVAL;
+        }
+        *match |= meta_query_matches(data + pos, qlen, list);
+        pos += qlen;
+    }
+    return pos == len ? 0 : -EINVAL;
+}
+
+static void
+opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+    bool list = opt == NBD_OPT_LIST_META_CONTEXT;
+    struct nbd_export *e;
+    uint32_t namelen;
+    bool match;
+    size_t at;
+
+    if (!list) {
+        c->meta_base_allocation = false; /* SET replaces the selection, even on failure */
+    }
+    if (!c->structured) {
+        hs_reply(c, opt, NBD_REP_ERR_INVALID, "structured replies not negotiated");
+        return;
+    }
+    if (meta_parse(data, len, list, &namelen, &match) < 0) {
+        hs_reply(c, opt, NBD_REP_ERR_INVALID, "malformed meta context request");
+        return;
+    }
+    e = nbd_export_lookup((const char *)data + 4, namelen);
+    if (e == NULL) {
+        hs_reply(c, opt, NBD_REP_ERR_UNKNOWN, "unknown export");
+        return;
+    }
+    if (match) {
+        at = hs_reply_start(c, opt, NBD_REP_META_CONTEXT);
+        hs_put_be32(c, list ? 0 : NBD_META_ID_BASE_ALLOCATION);
+        hs_put(c, "base:allocation", 15);
+        hs_reply_end(c, at);
+        if (!list) {
+            c->meta_base_allocation = true;
+            snprintf(c->meta_export, sizeof(c->meta_export), "%s", e->name);
+        }
+    }
+    nbd_export_put(&e);
+    hs_reply(c, opt, NBD_REP_ACK, NULL);
+}
+
+static void
+opt_dispatch(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+    IOC_DEBUG(nbd, "client %s: option %s (%u), %u bytes", c->peer, nbd_opt_name(opt), opt, len);
+    switch (opt) {
+    case NBD_OPT_EXPORT_NAME:
+        opt_export_name(c, data, len);
+        break;
+    case NBD_OPT_ABORT:
+        hs_reply(c, opt, NBD_REP_ACK, NULL);
+        conn_set_state(c, NBD_CONN_CLOSING);
+        break;
+    case NBD_OPT_LIST:
+        opt_list(c, len);
+        break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        opt_info_go(c, opt, data, len);
+        break;
+    case NBD_OPT_STRUCTURED_REPLY:
+        opt_structured_reply(c, len);
+        break;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        opt_meta_context(c, opt, data, len);
+        break;
+    default:
+        hs_reply(c, opt, NBD_REP_ERR_UNSUP, "option not supported");
+        break;
+    }
+}
+
+static size_t
+parse_client_flags(struct nbd_conn *c, const uint8_t *p, size_t avail)
+{
+    uint32_t flags;
+
+    if (avail < 4) {
+        return 0;
+    }
+    memcpy(&flags, p, 4);
+    flags = be32toh(flags);
+    if (flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+        conn_fail(c, "unknown client flags");
+        return 0;
+    }
+    c->no_zeroes = (flags & NBD_FLAG_C_NO_ZEROES) != 0;
+    conn_set_state(c, NBD_CONN_HS_OPTIONS);
+    return 4;
+}
+
+static size_t
+parse_option(struct nbd_conn *c, const uint8_t *p, size_t avail)
+{
+    struct nbd_opt_hdr h;
+    uint32_t opt, len;
+
+    if (c->hs_queued || avail < sizeof(h)) {
+        return 0;
+    }
+    memcpy(&h, p, sizeof(h));
+    opt = be32toh(h.option);
+    len = be32toh(h.optlen);
+    if (be64toh(h.magic) != NBD_OPTS_MAGIC) {
+        conn_fail(c, "bad option magic");
+        return 0;
+    }
+    if (len > NBD_OPT_MAX_LEN || ++c->nr_opts > NBD_OPT_MAX_COUNT) {
+        conn_fail(c, "option too long or too many options");
+        return 0;
+    }
+    if (avail - sizeof(h) < len) {
+        c->nr_opts--;
+        return 0;
+    }
+    opt_dispatch(c, opt, p + sizeof(h), len);
+    hs_flush(c);
+    return sizeof(h) + len;
+}
+
+/* ----------------------------------------------------------- request pool */
+
+static bool
+conn_can_accept(const struct nbd_conn *c, uint32_t bytes)
+{
+    if (c->inflight >= NBD_MAX_INFLIGHT) {
+        return false;
+    }
+    return c->inflight == 0 || c->inflight_bytes + bytes <= NBD_MAX_INFLIGHT_BYTES;
+}
+
+static struct nbd_req *
+req_get(struct nbd_conn *c)
+{
+    struct nbd_req *req = c->free_reqs;
+
+    if (req != NULL) {
+        c->free_reqs = req->next_free;
+    } else {
+        req = calloc(1, sizeof(*req));
+        if (req == NULL) {
+            return NULL;
+        }
+        req->conn = c;
+    }
+    c->inflight++;
+    req->error = 0;
+    req->hole = false;
+    req->stage = NBD_REQ_IO;
+    req->probed = false;
+    req->payload_got = 0;
+    req->nr_desc = 0;
+    return req;
+}
+
+/* Buffers above this size are not kept once their request is done. */
+#define NBD_REQ_BUF_KEEP (1024u * 1024)
+
+static void
+req_free(struct nbd_req *req)
+{
+    free(req->buf);
+    free(req);
+}
+
+static void
+req_put(struct nbd_req *req)
+{
+    struct nbd_conn *c = req->conn;
+    bool was_full = c->inflight >= NBD_MAX_INFLIGHT;
+
+    c->inflight_bytes -= req->charge;
+    req->charge = 0;
+    if (req->buf_cap > NBD_REQ_BUF_KEEP) {
+        free(req->buf);
+        req->buf = NULL;
+        req->buf_cap = 0;
+    }
+    c->inflight--;
+    req->next_free = c->free_reqs;
+    c->free_reqs = req;
+    if (was_full || c->rlen > 0) {
+        conn_kick(c); /* parsing may resume */
+    }
+}
+
+/* Make req->buf at least size bytes, aligned for the bdev. */
+static int
+req_buf(struct nbd_req *req, size_t size)
+{
+    struct nbd_conn *c = req->conn;
+    void *p;
+
+    if (req->buf_cap < size) {
+        free(req->buf);
+        req->buf = NULL;
+        req->buf_cap = 0;
+        if (posix_memalign(&p, c->buf_align, size) != 0) {
+            return -ENOMEM;
+        }
+        req->buf = p;
+        req->buf_cap = size;
+    }
+    req->charge = size;
+    c->inflight_bytes += size;
+    return 0;
+}
+
+static void
+req_out_done(struct nbd_out *o)
+{
+    req_put(ioc_container_of(o, struct nbd_req, out));
+}
+
+/* ---------------------------------------------------------------- replies */
+
+/* bdev and validation errors (-errno) to the NBD error values. */
+static uint32_t
+nbd_errno_to_wire(int rc)
+{
+    switch (-rc) {
+    case 0:
+        return 0;
+    case EPERM:
+    case EROFS:
+        return NBD_EPERM;
+    case ENOMEM:
+        return NBD_ENOMEM;
+    case EINVAL:
+    case ERANGE:
+        return NBD_EINVAL;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return NBD_ENOSPC;
+    case EOVERFLOW:
+        return NBD_EOVERFLOW;
+    case ENOTSUP:
+        return NBD_ENOTSUP;
+    case ESHUTDOWN:
+        return NBD_ESHUTDOWN;
+    default:
+        return NBD_EIO;
+    }
+}
+
+static void
+reply_chunk_hdr(struct nbd_req *req, uint16_t type, uint32_t length)
+{
+    struct nbd_structured_reply *h = &req->reply.chunk.hdr;
+
+    h->magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC);
+    h->flags = htobe16(NBD_REPLY_FLAG_DONE);
+    h->type = htobe16(type);
+    h->handle = req->handle;
+    h->length = htobe32(length);
+}
+
+static int
+reply_structured(struct nbd_req *req)
+{
+    const size_t hdr = sizeof(struct nbd_structured_reply);
+
+    if (req->error != 0) {
+        const char *msg = strerrordesc_np(-req->error);
+        uint16_t msglen = msg != NULL ? (uint16_t)strlen(msg) : 0;
+
+        reply_chunk_hdr(req, NBD_REPLY_TYPE_ERROR, sizeof(struct nbd_chunk_error) + msglen);
+        req->reply.chunk.u.err.error = htobe32(nbd_errno_to_wire(req->error));
+        req->reply.chunk.u.err.msglen = htobe16(msglen);
+        req->iov[0].iov_len = hdr + sizeof(struct nbd_chunk_error);
+        req->iov[1].iov_base = (void *)msg;
+        req->iov[1].iov_len = msglen;
+        return msglen > 0 ? 2 : 1;
+    }
+    if (req->type == NBD_CMD_READ && req->hole) {
+        reply_chunk_hdr(req, NBD_REPLY_TYPE_OFFSET_HOLE, sizeof(struct nbd_chunk_offset_hole));
+        req->reply.chunk.u.hole.offset = htobe64(req->offset);
+        req->reply.chunk.u.hole.length = htobe32(req->count);
+        req->iov[0].iov_len = hdr + sizeof(struct nbd_chunk_offset_hole);
+        return 1;
+    }
+    if (req->type == NBD_CMD_READ) {
+        reply_chunk_hdr(req, NBD_REPLY_TYPE_OFFSET_DATA, 8 + req->count);
+        req->reply.chunk.u.data.offset = htobe64(req->offset);
+        req->iov[0].iov_len = hdr + sizeof(struct nbd_chunk_offset_data);
+        req->iov[1].iov_base = req->buf;
+        req->iov[1].iov_len = req->count;
+        return 2;
+    }
+    if (req->type == NBD_CMD_BLOCK_STATUS) {
+        uint32_t dlen = req->nr_desc * (uint32_t)sizeof(struct nbd_block_descriptor);
+
+        reply_chunk_hdr(req, NBD_REPLY_TYPE_BLOCK_STATUS, 4 + dlen);
+        req->reply.chunk.u.context_id = htobe32(NBD_META_ID_BASE_ALLOCATION);
+        req->iov[0].iov_len = hdr + 4;
+        req->iov[1].iov_base = (uint8_t *)req->buf + NBD_MAX_EXTENTS * sizeof(struct ioc_extent);
+        req->iov[1].iov_len = dlen;
+        return 2;
+    }
+    return 0; /* no payload: a simple reply will do */
+}
+
+/* Queue the reply to req (its error, or its data); the request is done. */
+static void
+req_reply(struct nbd_req *req)
+{
+    struct nbd_conn *c = req->conn;
+    int n = 0;
+
+    if (c->aborted) {
+        req_put(req);
+        return;
+    }
+    req->iov[0].iov_base = &req->reply;
+    if (c->structured) {
+        n = reply_structured(req);
+    }
+    if (n == 0) {
+        req->reply.simple.magic = htobe32(NBD_SIMPLE_REPLY_MAGIC);
+        req->reply.simple.error = htobe32(nbd_errno_to_wire(req->error));
+        req->reply.simple.handle = req->handle;
+        req->iov[0].iov_len = sizeof(struct nbd_simple_reply);
+        req->iov[1].iov_base = req->buf;
+        req->iov[1].iov_len = req->count;
+        n = req->type == NBD_CMD_READ && req->error == 0 ? 2 : 1;
+    }
+    req->out.iov = req->iov;
+    req->out.iovcnt = n;
+    req->out.done = req_out_done;
+    conn_queue(c, &req->out);
+}
+
+/* ---------------------------------------------------------------- bdev IO */
+
+/* BLOCK_STATUS: the extents go at the start of buf, the descriptors after them. */
+#define NBD_BS_BUF_SIZE \
+    (NBD_MAX_EXTENTS * (sizeof(struct ioc_extent) + sizeof(struct nbd_block_descriptor)))
+
+static void
+req_fill_descriptors(struct nbd_req *req, const struct ioc_bdev_io *io)
+{
+    const struct ioc_extent *ext = req->buf;
+    struct nbd_block_descriptor *d =
+        (void *)((uint8_t *)req->buf + NBD_MAX_EXTENTS * sizeof(struct ioc_extent));
+    uint64_t left = req->count;
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < io->nr_extents && i < io->max_extents && left > 0; i++) {
+        uint64_t len = IOC_MIN(ext[i].length, left);
+        uint32_t st = 0;
+
+        if (len == 0) {
+            continue;
+        }
+        st |= (ext[i].flags & IOC_EXTENT_HOLE) ? NBD_STATE_HOLE : 0;
+        st |= (ext[i].flags & IOC_EXTENT_ZERO) ? NBD_STATE_ZERO : 0;
+        d[n].length = htobe32((uint32_t)len);
+        d[n].status_flags = htobe32(st);
+        left -= len;
+        n++;
+    }
+    req->nr_desc = n;
+    if (n == 0) {
+        req->error = -EIO;
+    }
+}
+
+/* READ hole probe: is the whole range one zero extent? Then no read at all. */
+static bool
+req_probe_says_zero(const struct nbd_req *req, const struct ioc_bdev_io *io)
+{
+    return io->status == 0 && io->nr_extents >= 1 && io->extents[0].length >= req->count &&
+           (io->extents[0].flags & IOC_EXTENT_ZERO);
+}
+
+static void
+req_io_done(struct ioc_bdev_io *io, void *cb_arg)
+{
+    struct nbd_req *req = cb_arg;
+    struct nbd_conn *c = req->conn;
+
+    c->io_inflight--;
+    if (req->stage == NBD_REQ_HOLE_PROBE) {
+        req->hole = req_probe_says_zero(req, io);
+        ioc_bdev_io_free(io);
+        req->stage = NBD_REQ_IO;
+        if (req->hole || c->aborted) {
+            req_reply(req);
+        } else {
+            req_dispatch(req);
+        }
+        return;
+    }
+    req->error = io->status;
+    if (req->error == 0 && req->type == NBD_CMD_BLOCK_STATUS) {
+        req_fill_descriptors(req, io);
+    }
+    ioc_bdev_io_free(io);
+    req_reply(req);
+}
+
+static void
+req_submit_failed(struct nbd_req *req, int rc)
+{
+    if (req->stage == NBD_REQ_HOLE_PROBE) {
+        req->stage = NBD_REQ_IO; /* the probe is an optimisation: just read */
+        req_dispatch(req);
+        return;
+    }
+    req->error = rc;
+    req_reply(req);
+}
+
+static void
+req_submit(struct nbd_req *req, enum ioc_io_type type, uint32_t ioflags)
+{
+    struct nbd_conn *c = req->conn;
+    struct ioc_bdev_io *io = ioc_bdev_io_alloc(c->bdev);
+    int rc;
+
+    if (io == NULL) {
+        req_submit_failed(req, -ENOMEM);
+        return;
+    }
+    if (type == IOC_IO_READ || type == IOC_IO_WRITE) {
+        io->iov_single.iov_base = req->buf;
+        io->iov_single.iov_len = req->count;
+        ioc_bdev_io_prep_rw(io, type, req->offset, req->count, &io->iov_single, 1, ioflags,
+                            req_io_done, req);
+    } else {
+        ioc_bdev_io_prep(io, type, req->offset, req->count, ioflags, req_io_done, req);
+    }
+    if (req->stage == NBD_REQ_HOLE_PROBE) {
+        io->extents = &req->probe_extent;
+        io->max_extents = 1;
+    } else if (type == IOC_IO_BLOCK_STATUS) {
+        io->extents = req->buf;
+        io->max_extents = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
+    }
+    rc = ioc_bdev_io_submit(io);
+    if (rc < 0) {
+        ioc_bdev_io_free(io);
+        req_submit_failed(req, rc);
+        return;
+    }
+    c->io_inflight++;
+}
+
+static uint32_t
+req_io_flags(const struct nbd_req *req)
+{
+    uint32_t f = 0;
+
+    f |= (req->flags & NBD_CMD_FLAG_FUA) ? IOC_IO_FUA : 0;
+    f |= (req->flags & NBD_CMD_FLAG_NO_HOLE) ? IOC_IO_NO_HOLE : 0;
+    f |= (req->flags & NBD_CMD_FLAG_FAST_ZERO) ? IOC_IO_FAST_ZERO : 0;
+    return f;
+}
+
+static bool
+req_wants_hole_probe(const struct nbd_req *req)
+{
+    const struct nbd_conn *c = req->conn;
+
+    return c->structured && req->count >= NBD_HOLE_READ_MIN &&
+           !(req->flags & NBD_CMD_FLAG_DF) && ioc_bdev_supports(c->bdev, IOC_IO_BLOCK_STATUS);
+}
+
+static void
+req_dispatch(struct nbd_req *req)
+{
+    struct nbd_conn *c = req->conn;
+
+    if (req->error != 0) {
+        req_reply(req);
+        return;
+    }
+    switch (req->type) {
+    case NBD_CMD_READ:
+        if (!req->probed && req_wants_hole_probe(req)) {
+            req->probed = true;
+            req->stage = NBD_REQ_HOLE_PROBE;
+            req_submit(req, IOC_IO_BLOCK_STATUS, 0);
+        } else {
+            req_submit(req, IOC_IO_READ, 0);
+        }
+        break;
+    case NBD_CMD_WRITE:
+        req_submit(req, IOC_IO_WRITE, req_io_flags(req));
+        break;
+    case NBD_CMD_FLUSH:
+        req_submit(req, IOC_IO_FLUSH, 0);
+        break;
+    case NBD_CMD_TRIM:
+        req_submit(req, IOC_IO_UNMAP, req_io_flags(req));
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        req_submit(req, IOC_IO_WRITE_ZEROES, req_io_flags(req));
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        req_submit(req, IOC_IO_BLOCK_STATUS, 0);
+        break;
+    case NBD_CMD_CACHE:
+        if (ioc_bdev_supports(c->bdev, IOC_IO_PREFETCH)) {
+            req_submit(req, IOC_IO_PREFETCH, 0);
+        } else {
+            req_reply(req); /* advisory: nothing to do */
+        }
+        break;
+    default:
+        req->error = -EINVAL;
+        req_reply(req);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------ transmission */
+
+int
+nbd_validate_request(const struct nbd_conn *c, const struct nbd_request_info *rq)
+{
+    uint16_t allowed = (c->eflags & NBD_FLAG_SEND_FUA) ? NBD_CMD_FLAG_FUA : 0;
+    bool ro = (c->eflags & NBD_FLAG_READ_ONLY) != 0;
+    bool is_write = false;
+
+    switch (rq->type) {
+    case NBD_CMD_READ:
+        allowed |= c->structured ? NBD_CMD_FLAG_DF : 0;
+        break;
+    case NBD_CMD_WRITE:
+        is_write = true;
+        if (ro) {
+            return -EPERM;
+        }
+        break;
+    case NBD_CMD_FLUSH:
+        if (!(c->eflags & NBD_FLAG_SEND_FLUSH) || rq->offset != 0 || rq->count != 0 ||
+            (rq->flags & ~allowed)) {
+            return -EINVAL;
+        }
+        return 0;
+    case NBD_CMD_TRIM:
+        if (ro) {
+            return -EPERM;
+        }
+        if (!(c->eflags & NBD_FLAG_SEND_TRIM)) {
+            return -EINVAL;
+        }
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        is_write = true;
+        if (ro) {
+            return -EPERM;
+        }
+        if (!(c->eflags & NBD_FLAG_SEND_WRITE_ZEROES)) {
+            return -EINVAL;
+        }
+        allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        if (!c->meta_active) {
+            return -EINVAL;
+        }
+        allowed |= NBD_CMD_FLAG_REQ_ONE;
+        break;
+    case NBD_CMD_CACHE:
+        break;
+    default:
+        return -EINVAL;
+    }
+    if ((rq->flags & ~allowed) || rq->count == 0) {
+        return -EINVAL;
+    }
+    if ((rq->type == NBD_CMD_READ || rq->type == NBD_CMD_WRITE || rq->type == NBD_CMD_CACHE) &&
+        rq->count > NBD_MAX_BLOCK) {
+        return -EINVAL;
+    }
+    if (rq->offset % c->min_block != 0 || rq->count % c->min_block != 0) {
+        return -EINVAL;
+    }
+    if (rq->offset > c->size || rq->count > c->size - rq->offset) {
+        return is_write ? -ENOSPC : -EINVAL;
+    }
+    if ((rq->flags & NBD_CMD_FLAG_FAST_ZERO) && !ioc_bdev_fast_zero(c->bdev)) {
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+/* Start a request whose header (and, for WRITE, payload) is complete. */
+static void
+req_start(struct nbd_req *req)
+{
+    IOC_DEBUG(nbd, "client %s: %s offset %" PRIu64 " count %u flags 0x%x -> %d",
+              req->conn->peer, nbd_cmd_name(req->type), req->offset, req->count, req->flags,
+              req->error);
+    req_dispatch(req);
+}
+
+static size_t
+parse_request(struct nbd_conn *c, const uint8_t *p, size_t avail)
+{
+    struct nbd_request_info info;
+    struct nbd_request rq;
+    struct nbd_req *req;
+    size_t take;
+
+    if (avail < sizeof(rq)) {
+        return 0;
+    }
+    memcpy(&rq, p, sizeof(rq));
+    if (be32toh(rq.magic) != NBD_REQUEST_MAGIC) {
+        conn_fail(c, "bad request magic");
+        return 0;
+    }
+    info.flags = be16toh(rq.flags);
+    info.type = be16toh(rq.type);
+    info.offset = be64toh(rq.offset);
+    info.count = be32toh(rq.count);
+    if (info.type == NBD_CMD_DISC) {
+        IOC_DEBUG(nbd, "client %s: NBD_CMD_DISC", c->peer);
+        conn_set_state(c, NBD_CONN_CLOSING);
+        return sizeof(rq);
+    }
+    if (atomic_load_explicit(&c->exp->removed, memory_order_relaxed)) {
+        nbd_conn_close(c);
+        return 0;
+    }
+    if (info.type == NBD_CMD_WRITE && info.count > NBD_MAX_PAYLOAD) {
+        conn_fail(c, "write payload too large");
+        return 0;
+    }
+    take = info.type == NBD_CMD_WRITE || info.type == NBD_CMD_READ ? info.count : 0;
+    if (!conn_can_accept(c, (uint32_t)take)) {
+        return 0; /* backpressure: the header stays in rbuf */
+    }
+    req = req_get(c);
+    if (req == NULL) {
+        conn_fail(c, "out of memory");
+        return 0;
+    }
+    req->handle = rq.handle; /* opaque: kept in wire order */
+    req->offset = info.offset;
+    req->count = info.count;
+    req->type = info.type;
+    req->flags = info.flags;
+    req->error = nbd_validate_request(c, &info);
+    if (info.type == NBD_CMD_BLOCK_STATUS && req->error == 0) {
+        take = NBD_BS_BUF_SIZE;
+    } else if (info.type == NBD_CMD_READ && req->error != 0) {
+        take = 0;
+    }
+    if (take > 0 && req_buf(req, take) < 0) {
+        req_put(req);
+        conn_fail(c, "out of memory");
+        return 0;
+    }
+    if (info.type != NBD_CMD_WRITE) {
+        req_start(req);
+        return sizeof(rq);
+    }
+    /* WRITE: copy what came with the header; receive the rest in place. */
+    req->payload_got = (uint32_t)IOC_MIN(avail - sizeof(rq), (size_t)info.count);
+    if (req->payload_got > 0) {
+        memcpy(req->buf, p + sizeof(rq), req->payload_got);
+    }
+    if (req->payload_got < info.count) {
+        c->payload_req = req;
+        conn_set_state(c, NBD_CONN_PAYLOAD);
+    } else {
+        req_start(req);
+    }
+    return sizeof(rq) + req->payload_got;
+}
+
+/* Parse every complete message in rbuf; keep the incomplete tail at its start. */
+static void
+conn_parse(struct nbd_conn *c)
+{
+    size_t pos = 0, n;
+
+    for (;;) {
+        const uint8_t *p = c->rbuf + pos;
+        size_t avail = c->rlen - pos;
+
+        switch (c->state) {
+        case NBD_CONN_HS_FLAGS:
+            n = parse_client_flags(c, p, avail);
+            break;
+        case NBD_CONN_HS_OPTIONS:
+            n = parse_option(c, p, avail);
+            break;
+        case NBD_CONN_TRANSMISSION:
+            n = parse_request(c, p, avail);
+            break;
+        default:
+            n = 0;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        pos += n;
+    }
+    if (pos > 0) {
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
+    }
+    conn_check_invariants(c);
+}
+
+/* ---------------------------------------------------------- transport API */
+
+bool
+nbd_conn_recv_buf(struct nbd_conn *c, void **buf, size_t *len)
+{
+    struct nbd_req *req = c->payload_req;
+
+    if (c->state == NBD_CONN_PAYLOAD) {
+        *buf = (uint8_t *)req->buf + req->payload_got;
+        *len = req->count - req->payload_got;
+        return true;
+    }
+    if (c->state == NBD_CONN_CLOSING || c->rlen == NBD_RBUF_SIZE) {
+        return false;
+    }
+    if (c->state == NBD_CONN_TRANSMISSION && c->inflight >= NBD_MAX_INFLIGHT) {
+        return false;
+    }
+    *buf = c->rbuf + c->rlen;
+    *len = NBD_RBUF_SIZE - c->rlen;
+    return true;
+}
+
+static void
+conn_payload_done(struct nbd_conn *c, size_t n)
+{
+    struct nbd_req *req = c->payload_req;
+
+    req->payload_got += (uint32_t)n;
+    if (req->payload_got < req->count) {
+        return;
+    }
+    c->payload_req = NULL;
+    conn_set_state(c, NBD_CONN_TRANSMISSION);
+    req_start(req);
+}
+
+void
+nbd_conn_recv_done(struct nbd_conn *c, ssize_t n)
+{
+    conn_kick(c);
+    if (n <= 0) {
+        if (c->state != NBD_CONN_CLOSING || c->io_inflight > 0 || c->out_head != NULL) {
+            conn_fail(c, n == 0 ? "peer closed" : strerrordesc_np((int)-n));
+        }
+        return;
+    }
+    if (c->state == NBD_CONN_CLOSING) {
+        return; /* after NBD_CMD_DISC nothing more is read */
+    }
+    if (c->state == NBD_CONN_PAYLOAD) {
+        assert((size_t)n <= c->payload_req->count - c->payload_req->payload_got);
+        conn_payload_done(c, (size_t)n);
+    } else {
+        assert((size_t)n <= NBD_RBUF_SIZE - c->rlen);
+        c->rlen += (size_t)n;
+    }
+    conn_parse(c);
+}
+
+static void
+conn_deferred(struct ioc_deferred *d)
+{
+    struct nbd_conn *c = ioc_container_of(d, struct nbd_conn, defer);
+
+    if (c->rlen > 0 && c->state != NBD_CONN_CLOSING && c->state != NBD_CONN_PAYLOAD) {
+        conn_parse(c);
+    }
+    /* process() may destroy the connection: nothing touches c after it. */
+    c->t->process(c->tctx);
+}
+
+void
+nbd_conn_abort(struct nbd_conn *c)
+{
+    conn_fail(c, "aborted");
+}
+
+void
+nbd_conn_close(struct nbd_conn *c)
+{
+    if (c->state == NBD_CONN_PAYLOAD) {
+        conn_fail(c, "closed mid-payload");
+        return;
+    }
+    conn_set_state(c, NBD_CONN_CLOSING);
+    conn_kick(c);
+}
+
+bool
+nbd_conn_finished(const struct nbd_conn *c)
+{
+    return c->state == NBD_CONN_CLOSING && c->io_inflight == 0 &&
+           (c->aborted || c->out_head == NULL);
+}
+
+const struct nbd_export *
+nbd_conn_export(const struct nbd_conn *c)
+{
+    return c->exp;
+}
+
+int
+nbd_conn_create(struct ioc_reactor *r, const struct nbd_conn_transport *t, void *ctx,
+                const char *peer, struct nbd_conn **out)
+{
+    struct nbd_greeting g = {
+        .nbdmagic = htobe64(NBD_MAGIC),
+        .optsmagic = htobe64(NBD_OPTS_MAGIC),
+        .gflags = htobe16(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES),
+    };
+    struct nbd_conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || (c->rbuf = malloc(NBD_RBUF_SIZE)) == NULL) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->reactor = r;
+    c->t = t;
+    c->tctx = ctx;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer != NULL ? peer : "?");
+    c->out_tail = &c->out_head;
+    c->state = NBD_CONN_HS_FLAGS;
+    hs_put(c, &g, sizeof(g));
+    hs_flush(c);
+    if (c->hs_nomem) {
+        free(c->rbuf);
+        free(c->hs_buf);
+        free(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void
+nbd_conn_destroy(struct nbd_conn **cp)
+{
+    struct nbd_conn *c = *cp;
+    struct nbd_req *req;
+
+    *cp = NULL;
+    if (c == NULL) {
+        return;
+    }
+    assert(c->io_inflight == 0);
+    assert(!c->defer.queued);
+    /* Requests still queued for output are freed directly: req_put() would kick. */
+    while (c->out_head != NULL) {
+        struct nbd_out *o = conn_out_pop(c);
+
+        if (o != &c->hs_out) {
+            req_free(ioc_container_of(o, struct nbd_req, out));
+        }
+    }
+    if (c->payload_req != NULL) {
+        req_free(c->payload_req);
+    }
+    while ((req = c->free_reqs) != NULL) {
+        c->free_reqs = req->next_free;
+        req_free(req);
+    }
+    if (c->exp != NULL) {
+        atomic_fetch_sub(&c->exp->connections, 1);
+        nbd_export_put(&c->exp);
+    }
+    free(c->hs_buf);
+    free(c->rbuf);
+    free(c);
+}

@@ -1,0 +1,244 @@
+/*
+ * Unit tests for core/reactor.c: deferred calls, messages, timers, pollers,
+ * io_uring requests, and the threaded reactors with adaptive polling.
+ */
+#include "ioc/common.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/reactor.h"
+
+static struct ioc_reactor *g_r;
+
+static int
+setup_local(void **state)
+{
+    (void)state;
+    return ioc_reactor_create_local(NULL, &g_r);
+}
+
+static int
+teardown_local(void **state)
+{
+    (void)state;
+    ioc_reactor_destroy_local(&g_r);
+    return g_r == NULL ? 0 : -1;
+}
+
+static int g_deferred_runs;
+
+static void
+count_deferred(struct ioc_deferred *d)
+{
+    (void)d;
+    g_deferred_runs++;
+}
+
+static void
+test_ioc_reactor_defer_runs_once(void **state)
+{
+    struct ioc_deferred d = {0};
+
+    (void)state;
+    g_deferred_runs = 0;
+    ioc_reactor_defer(g_r, &d, count_deferred);
+    ioc_reactor_defer(g_r, &d, count_deferred); /* already queued: no second run */
+    assert_int_equal(g_deferred_runs, 0);        /* never inline */
+    ioc_reactor_poll_once(g_r);
+    assert_int_equal(g_deferred_runs, 1);
+    ioc_reactor_poll_once(g_r);
+    assert_int_equal(g_deferred_runs, 1);
+}
+
+static void
+msg_set_flag(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+static void
+test_ioc_reactor_send_msg_local(void **state)
+{
+    bool done = false;
+
+    (void)state;
+    assert_int_equal(ioc_reactor_send_msg(g_r, msg_set_flag, &done), 0);
+    assert_false(done);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &done, 1000), 0);
+    assert_true(done);
+}
+
+static int g_timer_order[3];
+static int g_timer_fired;
+
+static void
+timer_record(void *arg)
+{
+    g_timer_order[g_timer_fired++] = (int)(intptr_t)arg;
+}
+
+static void
+test_ioc_timer_start_fires_in_order(void **state)
+{
+    bool never = false;
+    struct ioc_timer *cancelled;
+
+    (void)state;
+    g_timer_fired = 0;
+    ioc_timer_start(g_r, 3000, timer_record, (void *)2);
+    ioc_timer_start(g_r, 1000, timer_record, (void *)1);
+    cancelled = ioc_timer_start(g_r, 2000, timer_record, (void *)99);
+    ioc_timer_cancel(&cancelled);
+    assert_null(cancelled);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &never, 20), -ETIMEDOUT);
+    assert_int_equal(g_timer_fired, 2);
+    assert_int_equal(g_timer_order[0], 1);
+    assert_int_equal(g_timer_order[1], 2);
+}
+
+struct poller_ctx {
+    int runs;
+    struct ioc_poller *self;
+};
+
+static enum ioc_poll_result
+poller_unregister_after_three(void *arg)
+{
+    struct poller_ctx *ctx = arg;
+
+    if (++ctx->runs == 3) {
+        ioc_poller_unregister(&ctx->self);
+    }
+    return IOC_POLL_BUSY;
+}
+
+static void
+test_ioc_poller_unregister_from_itself(void **state)
+{
+    struct poller_ctx ctx = {0};
+
+    (void)state;
+    ctx.self = ioc_poller_register(g_r, poller_unregister_after_three, &ctx, 0);
+    assert_non_null(ctx.self);
+    for (int i = 0; i < 10; i++) {
+        ioc_reactor_poll_once(g_r);
+    }
+    assert_int_equal(ctx.runs, 3);
+    assert_null(ctx.self);
+}
+
+struct nop_ctx {
+    struct ioc_uring_req req;
+    int res;
+    int calls;
+};
+
+static void
+nop_done(struct ioc_uring_req *req, int res, uint32_t flags)
+{
+    struct nop_ctx *ctx = ioc_container_of(req, struct nop_ctx, req);
+
+    (void)flags;
+    ctx->res = res;
+    ctx->calls++;
+}
+
+static void
+test_ioc_reactor_get_sqe_completes_via_callback(void **state)
+{
+    struct nop_ctx ctx[2000];
+    bool never = false;
+
+    (void)state;
+    memset(ctx, 0, sizeof(ctx));
+    /* More than the SQ holds (1024): get_sqe must submit to make room. */
+    for (int i = 0; i < 2000; i++) {
+        struct io_uring_sqe *sqe = ioc_reactor_get_sqe(g_r);
+        io_uring_prep_nop(sqe);
+        ctx[i].req.done = nop_done;
+        ioc_uring_sqe_set_req(sqe, &ctx[i].req);
+    }
+    ioc_reactor_poll_until(g_r, &never, 50);
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(ctx[i].calls, 1);
+        assert_int_equal(ctx[i].res, 0);
+    }
+}
+
+/* ---- threaded reactors ---- */
+
+static atomic_int g_msg_count;
+
+static void
+msg_count(void *arg)
+{
+    (void)arg;
+    assert_non_null(ioc_reactor_self());
+    atomic_fetch_add(&g_msg_count, 1);
+}
+
+static void
+test_ioc_reactors_start_messages_and_sleep(void **state)
+{
+    struct ioc_reactor_opts opts = {.count = 2, .mode = IOC_POLL_MODE_ADAPTIVE};
+    struct ioc_reactor_stats st;
+
+    (void)state;
+    assert_int_equal(ioc_reactors_start(&opts), 0);
+    assert_int_equal(ioc_reactor_count(), 2);
+    atomic_store(&g_msg_count, 0);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(ioc_reactor_send_msg(ioc_reactor_next(), msg_count, NULL), 0);
+    }
+    /* call_sync on each reactor runs after the messages queued before it. */
+    assert_int_equal(ioc_reactor_call_sync(ioc_reactor_get(0), msg_count, NULL), 0);
+    assert_int_equal(ioc_reactor_call_sync(ioc_reactor_get(1), msg_count, NULL), 0);
+    assert_int_equal(atomic_load(&g_msg_count), 1002);
+    /* Idle: an adaptive reactor must go to sleep in the kernel, not spin. */
+    usleep(100000);
+    ioc_reactor_get_stats(ioc_reactor_get(0), &st);
+    assert_true(st.sleeps > 0);
+    assert_true(st.iterations < 100000);
+    ioc_reactors_stop();
+    assert_int_equal(ioc_reactor_count(), 0);
+}
+
+static void
+test_ioc_poll_mode_parse_names(void **state)
+{
+    enum ioc_poll_mode m;
+
+    (void)state;
+    assert_int_equal(ioc_poll_mode_parse("busy", &m), 0);
+    assert_int_equal(m, IOC_POLL_MODE_BUSY);
+    assert_int_equal(ioc_poll_mode_parse("sleepy", &m), -EINVAL);
+    assert_string_equal(ioc_poll_mode_name(IOC_POLL_MODE_SLEEP), "sleep");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_defer_runs_once, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_send_msg_local, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_timer_start_fires_in_order, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_poller_unregister_from_itself, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_get_sqe_completes_via_callback,
+                                        setup_local, teardown_local),
+        cmocka_unit_test(test_ioc_reactors_start_messages_and_sleep),
+        cmocka_unit_test(test_ioc_poll_mode_parse_names),
+    };
+
+    return cmocka_run_group_tests_name("reactor", tests, NULL, NULL);
+}
