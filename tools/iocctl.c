@@ -20,11 +20,9 @@
 #include "ioc/common.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "iocctl.h"
 #include "lib/size.h"
@@ -42,8 +40,8 @@ enum arg_type {
 };
 
 struct cmd_arg {
-    const char *name;    /* "NAME" for a positional, "--size" for an option */
-    const char *param;   /* the JSON-RPC parameter it fills */
+    const char *name;  /* "NAME" for a positional, "--size" for an option */
+    const char *param; /* the JSON-RPC parameter it fills */
     enum arg_type type;
     bool required;
     const char *metavar; /* option value placeholder in usage, e.g. "BDEV" */
@@ -55,70 +53,141 @@ typedef int (*cmd_run_fn)(const struct cmd *cmd, const struct iocctl_opts *opts,
                           const char *const *vals);
 
 struct cmd {
-    const char *path;    /* command words: "bdev create malloc" */
-    const char *method;  /* JSON-RPC method */
+    const char *path;   /* command words: "bdev create malloc" */
+    const char *method; /* JSON-RPC method */
     const char *summary;
     struct cmd_arg args[CMD_MAX_ARGS]; /* ends at .name == NULL */
-    void (*print)(json_t *result);      /* table form; NULL prints plainly */
-    cmd_run_fn run;                     /* NULL: the generic mapping below */
+    void (*print)(json_t *result);     /* table form; NULL prints plainly */
+    cmd_run_fn run;                    /* NULL: the generic mapping below */
 };
 
 static int cmd_run_call(const struct cmd *cmd, const struct iocctl_opts *opts,
                         const char *const *vals);
 
 static const struct cmd g_cmds[] = {
-    {"bdev list", "bdev_list", "list block devices",
-     {{"NAME", "name", ARG_STRING, false, NULL, "show only this bdev"}},
-     iocctl_print_bdevs, NULL},
-    {"bdev create malloc", "bdev_malloc_create", "create a RAM disk",
-     {{"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
-      {"--size", "size", ARG_SIZE, true, NULL, "capacity, e.g. 64MiB"},
-      {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size (512)"}},
-     NULL, NULL},
-    {"bdev create file", "bdev_file_create", "serve a file or block device through io_uring",
-     {{"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
-      {"PATH", "path", ARG_STRING, true, NULL, "file or block device to serve"},
-      {"--size", "size", ARG_SIZE, false, NULL, "create or grow the file to this size"},
-      {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size"},
-      {"--direct", "direct", ARG_SWITCH, false, NULL, "bypass the page cache (O_DIRECT)"}},
-     NULL, NULL},
-    {"bdev create error", "bdev_error_create", "stack a fault injector on a bdev",
-     {{"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
-      {"--base", "base", ARG_STRING, true, "BDEV", "the bdev to stack on"}},
-     NULL, NULL},
-    {"bdev error inject", "bdev_error_inject", "fail or delay matching IO on an error bdev",
-     {{"NAME", "name", ARG_STRING, true, NULL, "the error bdev"},
-      {"--type", "io_type", ARG_STRING, true, "TYPE",
-       "read, write, flush, unmap, write_zeroes or all"},
-      {"--errno", "errno", ARG_ERRNO, false, NULL, "error to return: EIO (default), ENOSPC, N"},
-      {"--offset", "offset", ARG_SIZE, false, NULL, "only IO touching bytes from here"},
-      {"--length", "length", ARG_SIZE, false, NULL, "...for this many bytes"},
-      {"--after", "after", ARG_COUNT, false, NULL, "let N matching IOs pass first"},
-      {"--count", "count", ARG_COUNT, false, NULL, "fail only N IOs (default: all)"},
-      {"--delay-us", "delay_us", ARG_COUNT, false, NULL, "delay matching IO by N us"}},
-     NULL, NULL},
-    {"bdev error clear", "bdev_error_clear", "remove every injection rule of an error bdev",
-     {{"NAME", "name", ARG_STRING, true, NULL, "the error bdev"}},
-     NULL, NULL},
-    {"bdev delete", "bdev_delete", "delete a block device that nothing uses",
-     {{"NAME", "name", ARG_STRING, true, NULL, "the bdev to delete"}},
-     NULL, NULL},
-    {"nbd export add", "nbd_export_add", "export a bdev over NBD",
-     {{"NAME", "name", ARG_STRING, true, NULL, "export name clients ask for"},
-      {"BDEV", "bdev", ARG_STRING, true, NULL, "the bdev to export"},
-      {"--read-only", "read_only", ARG_SWITCH, false, NULL, "refuse writes"}},
-     NULL, NULL},
-    {"nbd export remove", "nbd_export_remove", "stop exporting (disconnects clients)",
-     {{"NAME", "name", ARG_STRING, true, NULL, "the export"}},
-     NULL, NULL},
-    {"nbd export list", "nbd_export_list", "list NBD exports", {{NULL}},
-     iocctl_print_nbd_exports, NULL},
-    {"methods", "rpc_get_methods", "list the JSON-RPC methods iocd serves", {{NULL}},
-     iocctl_print_methods, NULL},
-    {"call", NULL, "call any JSON-RPC method; print its result as JSON",
-     {{"METHOD", NULL, ARG_STRING, true, NULL, "e.g. bdev_list"},
-      {"PARAMS", NULL, ARG_STRING, false, NULL, "a JSON object, or - to read it from stdin"}},
-     NULL, cmd_run_call},
+    {
+        .path = "bdev list",
+        .method = "bdev_list",
+        .summary = "list block devices",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, false, NULL, "show only this bdev"},
+            },
+        .print = iocctl_print_bdevs,
+    },
+    {
+        .path = "bdev create malloc",
+        .method = "bdev_malloc_create",
+        .summary = "create a RAM disk",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
+                {"--size", "size", ARG_SIZE, true, NULL, "capacity, e.g. 64MiB"},
+                {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size (512)"},
+            },
+    },
+    {
+        .path = "bdev create file",
+        .method = "bdev_file_create",
+        .summary = "serve a file or block device through io_uring",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
+                {"PATH", "path", ARG_STRING, true, NULL, "file or block device to serve"},
+                {"--size", "size", ARG_SIZE, false, NULL, "create or grow the file to this size"},
+                {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size"},
+                {"--direct", "direct", ARG_SWITCH, false, NULL, "bypass the page cache (O_DIRECT)"},
+            },
+    },
+    {
+        .path = "bdev create error",
+        .method = "bdev_error_create",
+        .summary = "stack a fault injector on a bdev",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
+                {"--base", "base", ARG_STRING, true, "BDEV", "the bdev to stack on"},
+            },
+    },
+    {
+        .path = "bdev error inject",
+        .method = "bdev_error_inject",
+        .summary = "fail or delay matching IO on an error bdev",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "the error bdev"},
+                {"--type", "io_type", ARG_STRING, true, "TYPE",
+                 "read, write, flush, unmap, write_zeroes or all"},
+                {"--errno", "errno", ARG_ERRNO, false, NULL,
+                 "error to return: EIO (default), ENOSPC, N"},
+                {"--offset", "offset", ARG_SIZE, false, NULL, "only IO touching bytes from here"},
+                {"--length", "length", ARG_SIZE, false, NULL, "...for this many bytes"},
+                {"--after", "after", ARG_COUNT, false, NULL, "let N matching IOs pass first"},
+                {"--count", "count", ARG_COUNT, false, NULL, "fail only N IOs (default: all)"},
+                {"--delay-us", "delay_us", ARG_COUNT, false, NULL, "delay matching IO by N us"},
+            },
+    },
+    {
+        .path = "bdev error clear",
+        .method = "bdev_error_clear",
+        .summary = "remove every injection rule of an error bdev",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "the error bdev"},
+            },
+    },
+    {
+        .path = "bdev delete",
+        .method = "bdev_delete",
+        .summary = "delete a block device that nothing uses",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "the bdev to delete"},
+            },
+    },
+    {
+        .path = "nbd export add",
+        .method = "nbd_export_add",
+        .summary = "export a bdev over NBD",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "export name clients ask for"},
+                {"BDEV", "bdev", ARG_STRING, true, NULL, "the bdev to export"},
+                {"--read-only", "read_only", ARG_SWITCH, false, NULL, "refuse writes"},
+            },
+    },
+    {
+        .path = "nbd export remove",
+        .method = "nbd_export_remove",
+        .summary = "stop exporting (disconnects clients)",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "the export"},
+            },
+    },
+    {
+        .path = "nbd export list",
+        .method = "nbd_export_list",
+        .summary = "list NBD exports",
+        .print = iocctl_print_nbd_exports,
+    },
+    {
+        .path = "methods",
+        .method = "rpc_get_methods",
+        .summary = "list the JSON-RPC methods iocd serves",
+        .print = iocctl_print_methods,
+    },
+    {
+        .path = "call",
+        .summary = "call any JSON-RPC method; print its result as JSON",
+        .args =
+            {
+                {"METHOD", NULL, ARG_STRING, true, NULL, "e.g. bdev_list"},
+                {"PARAMS", NULL, ARG_STRING, false, NULL,
+                 "a JSON object, or - to read it from stdin"},
+            },
+        .run = cmd_run_call,
+    },
 };
 
 /* ---- usage and help ---- */
@@ -194,7 +263,8 @@ group_help(const char *prefix, FILE *out)
         }
     }
     if (prefix[0] == '\0') {
-        fprintf(out, "\noptions:\n"
+        fprintf(out,
+                "\noptions:\n"
                 "  -s, --rpc-socket PATH  iocd's socket (default %s)\n"
                 "  -o, --output FORMAT    table (default) or json: the raw result\n"
                 "  --timeout SECONDS      give up waiting for iocd (default 60, 0: never)\n"
@@ -241,10 +311,10 @@ group_next_words(const char *prefix, char *buf, size_t len)
 struct cli {
     struct iocctl_opts opts;
     bool help;
-    char prefix[128];        /* command words seen so far */
-    const struct cmd *cmd;   /* set once prefix names a command */
+    char prefix[128];      /* command words seen so far */
+    const struct cmd *cmd; /* set once prefix names a command */
     const char *vals[CMD_MAX_ARGS];
-    int npos;                /* positionals seen */
+    int npos; /* positionals seen */
 };
 
 /* Report a command line mistake with the usage line of the command. Returns exit status 2. */
@@ -348,8 +418,7 @@ cli_global_option(struct cli *cli, const char *name, const char *value)
     } else if (strcmp(name, "--timeout") == 0) {
         t = strtol(value, &end, 10);
         if (*value == '\0' || *end != '\0' || t < 0 || t > 86400) {
-            return usage_error(cli, "--timeout: expected seconds from 0 to 86400, got '%s'",
-                               value);
+            return usage_error(cli, "--timeout: expected seconds from 0 to 86400, got '%s'", value);
         }
         cli->opts.timeout_s = (int)t;
     } else if (strcmp(value, "json") == 0 || strcmp(value, "table") == 0) {
@@ -452,8 +521,10 @@ arg_to_json(const struct cli *cli, const struct cmd_arg *a, const char *text, js
         return 0;
     case ARG_SIZE:
         if (ioc_size_parse(text, &n) != 0 || n > INT64_MAX) {
-            return usage_error(cli, "%s: expected a size such as 64MiB or a number of bytes, "
-                               "got '%s'", a->name, text);
+            return usage_error(cli,
+                               "%s: expected a size such as 64MiB or a number of bytes, "
+                               "got '%s'",
+                               a->name, text);
         }
         break;
     case ARG_COUNT:
@@ -473,8 +544,9 @@ arg_to_json(const struct cli *cli, const struct cmd_arg *a, const char *text, js
             }
         }
         return usage_error(cli, "%s: expected %s, got '%s'", a->name,
-                           a->type == ARG_ERRNO ? "an errno name such as EIO, or a number" :
-                           "a non-negative integer", text);
+                           a->type == ARG_ERRNO ? "an errno name such as EIO, or a number"
+                                                : "a non-negative integer",
+                           text);
     }
     *out = json_integer((json_int_t)n);
     return 0;
@@ -534,7 +606,7 @@ call_params(const char *text, json_t **out)
                     jerr.position);
         } else {
             fprintf(stderr, "iocctl: call: PARAMS must be a JSON object such as "
-                    "'{\"name\": \"m0\"}'\n");
+                            "'{\"name\": \"m0\"}'\n");
         }
         json_decref(*out);
         return IOCCTL_EXIT_USAGE;

@@ -20,9 +20,9 @@ enum {
 
 /* Options valid before or after any command. */
 struct iocctl_opts {
-    const char *socket;  /* -s, --rpc-socket */
-    bool json;           /* -o json: print the raw result */
-    int timeout_s;       /* --timeout; 0 waits forever */
+    const char *socket; /* -s, --rpc-socket */
+    bool json;          /* -o json: print the raw result */
+    int timeout_s;      /* --timeout; 0 waits forever */
 };
 
 /* ---- iocctl_client.c ---- */

@@ -45,9 +45,10 @@ client_connect(const char *path)
     }
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         err = errno;
-        fprintf(stderr, "iocctl: cannot connect to iocd at %s: %s (is iocd running? start it "
-                "with 'iocd --rpc-socket %s', or give its socket with -s PATH)\n", path,
-                strerror(err), path);
+        fprintf(stderr,
+                "iocctl: cannot connect to iocd at %s: %s (is iocd running? start it "
+                "with 'iocd --rpc-socket %s', or give its socket with -s PATH)\n",
+                path, strerror(err), path);
         close(fd);
         return -err;
     }
@@ -171,10 +172,10 @@ client_exchange(const struct iocctl_opts *opts, json_t *request, json_t **respon
     }
     if (rc != 0) {
         fprintf(stderr, "iocctl: %s: %s\n", opts->socket,
-                rc == -ETIMEDOUT ? "no answer within the timeout (see --timeout)" :
-                rc == -EPROTO ? "the answer is not JSON; is this an iocd socket?" :
-                rc == -ECONNRESET ? "iocd closed the connection without answering" :
-                strerror(-rc));
+                rc == -ETIMEDOUT    ? "no answer within the timeout (see --timeout)"
+                : rc == -EPROTO     ? "the answer is not JSON; is this an iocd socket?"
+                : rc == -ECONNRESET ? "iocd closed the connection without answering"
+                                    : strerror(-rc));
     }
     close(fd);
     free(text);
@@ -204,8 +205,7 @@ client_unpack(const char *method, json_t *resp, json_t **result)
 }
 
 int
-iocctl_call(const struct iocctl_opts *opts, const char *method, json_t *params,
-            json_t **result)
+iocctl_call(const struct iocctl_opts *opts, const char *method, json_t *params, json_t **result)
 {
     json_t *request, *resp = NULL;
     int rc;

@@ -23,7 +23,7 @@
 
 struct table {
     size_t ncols;
-    size_t nrows;      /* including the header */
+    size_t nrows; /* including the header */
     char (*cells)[TABLE_MAX_COLS][CELL_MAX];
 };
 
@@ -116,7 +116,8 @@ print_rows(json_t *result, const char *const *header, size_t ncols,
         fprintf(stderr, "iocctl: out of memory\n");
         return;
     }
-    json_array_foreach(result, i, obj) {
+    json_array_foreach(result, i, obj)
+    {
         fill(&t, i, obj);
         t.nrows++;
     }

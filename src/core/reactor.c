@@ -586,6 +586,30 @@ reactor_adapt_window(struct ioc_reactor *r, uint64_t gap)
     }
 }
 
+/*
+ * One spin step without a syscall unless there is something to do: SQEs to
+ * submit, or completions the kernel holds back for us (DEFER_TASKRUN sets
+ * IORING_SQ_TASKRUN in the shared ring when it has work queued for this
+ * thread). A spin that enters the kernel every time would cost as much CPU as
+ * the work itself; `pause` also leaves the sibling hyperthread its share.
+ */
+static void
+reactor_spin_once(struct ioc_reactor *r)
+{
+    if (!r->defer_taskrun) {
+        io_uring_submit(&r->ring);
+        return;
+    }
+    if (io_uring_sq_ready(&r->ring) > 0 ||
+        (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+        io_uring_submit_and_get_events(&r->ring);
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void
 reactor_wait(struct ioc_reactor *r, uint64_t now)
 {
@@ -597,10 +621,7 @@ reactor_wait(struct ioc_reactor *r, uint64_t now)
 
     if (r->mode == IOC_POLL_MODE_BUSY ||
         (r->mode == IOC_POLL_MODE_ADAPTIVE && idle_for < r->spin_window_ns)) {
-        /* Spin: submit and collect completions without blocking. */
-        rc = r->defer_taskrun ? io_uring_submit_and_get_events(&r->ring)
-                              : io_uring_submit(&r->ring);
-        (void)rc;
+        reactor_spin_once(r);
         return;
     }
     timeout_ns = reactor_next_deadline(r, now);
@@ -701,7 +722,7 @@ reactor_ring_init(struct ioc_reactor *r, unsigned entries)
     int rc;
 
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     rc = io_uring_queue_init_params(entries, &r->ring, &p);
     if (rc == -EINVAL) {
         /* Older kernel: fall back to a plain ring. */

@@ -78,8 +78,7 @@ rpc_method_find(const char *name)
     if (g_rpc_nmethods == 0) {
         return NULL;
     }
-    return bsearch(name, g_rpc_methods, g_rpc_nmethods, sizeof(*g_rpc_methods),
-                   rpc_method_cmp);
+    return bsearch(name, g_rpc_methods, g_rpc_nmethods, sizeof(*g_rpc_methods), rpc_method_cmp);
 }
 
 /* ---- "did you mean" ---- */
@@ -200,8 +199,7 @@ rpc_decode_integer(const struct ioc_rpc_param *p, json_t *v, uint64_t max, struc
     char want[64];
 
     snprintf(want, sizeof(want), "an integer from 0 to %" PRIu64, max);
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) > max) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max) {
         return rpc_decode_fail(err, p, want, v);
     }
     if (p->type == IOC_RPC_U32) {
@@ -228,8 +226,8 @@ rpc_decode_size(const struct ioc_rpc_param *p, json_t *v, struct ioc_err *err)
     }
     rc = ioc_size_parse(json_string_value(v), &bytes);
     if (rc == -ERANGE) {
-        return ioc_err_set(err, IOC_RPC_INVALID_PARAMS, "%s: %s does not fit in 64 bits",
-                           p->name, json_string_value(v));
+        return ioc_err_set(err, IOC_RPC_INVALID_PARAMS, "%s: %s does not fit in 64 bits", p->name,
+                           json_string_value(v));
     }
     if (rc != 0) {
         return rpc_decode_fail(err, p, want, v);
@@ -280,8 +278,8 @@ rpc_decode_unknown(const char *key, const struct ioc_rpc_param *spec, size_t nsp
         return ioc_err_set(err, IOC_RPC_INVALID_PARAMS,
                            "%s: unknown parameter; this method takes no parameters", key);
     }
-    return ioc_err_set(err, IOC_RPC_INVALID_PARAMS,
-                       "%s: unknown parameter; expected one of: %s", key, known);
+    return ioc_err_set(err, IOC_RPC_INVALID_PARAMS, "%s: unknown parameter; expected one of: %s",
+                       key, known);
 }
 
 static bool
@@ -296,8 +294,7 @@ rpc_spec_has(const struct ioc_rpc_param *spec, size_t nspec, const char *key)
 }
 
 int
-ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspec,
-               struct ioc_err *err)
+ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspec, struct ioc_err *err)
 {
     const char *key;
     json_t *v;
@@ -307,7 +304,8 @@ ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspec,
         return ioc_err_set(err, IOC_RPC_INVALID_PARAMS, "params: expected an object");
     }
     /* Unknown fields first: "nme: unknown" explains a following "name: required". */
-    json_object_foreach(params, key, v) {
+    json_object_foreach(params, key, v)
+    {
         if (!rpc_spec_has(spec, nspec, key)) {
             return rpc_decode_unknown(key, spec, nspec, err);
         }
@@ -334,8 +332,8 @@ ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspec,
 static json_t *
 rpc_response_error(json_t *id, int code, const char *message)
 {
-    return json_pack("{s:s, s:{s:i, s:s}, s:O}", "jsonrpc", "2.0", "error", "code", code,
-                     "message", message, "id", id != NULL ? id : json_null());
+    return json_pack("{s:s, s:{s:i, s:s}, s:O}", "jsonrpc", "2.0", "error", "code", code, "message",
+                     message, "id", id != NULL ? id : json_null());
 }
 
 static json_t *
@@ -427,8 +425,8 @@ rpc_handle_one(json_t *req)
     }
     m = rpc_method_find(json_string_value(method));
     IOC_DEBUG(rpc, "call %s", json_string_value(method));
-    resp = m != NULL ? rpc_call(m, params, id)
-                     : rpc_method_not_found(json_string_value(method), id);
+    resp =
+        m != NULL ? rpc_call(m, params, id) : rpc_method_not_found(json_string_value(method), id);
     /* A notification (no id) runs but is never answered, not even with an error. */
     if (id == NULL) {
         json_decref(resp);
@@ -445,14 +443,14 @@ rpc_handle_batch(json_t *batch)
     size_t i;
 
     if (json_array_size(batch) == 0) {
-        return rpc_response_error(NULL, IOC_RPC_INVALID_REQUEST,
-                                  "invalid request: empty batch");
+        return rpc_response_error(NULL, IOC_RPC_INVALID_REQUEST, "invalid request: empty batch");
     }
     out = json_array();
     if (out == NULL) {
         return NULL;
     }
-    json_array_foreach(batch, i, req) {
+    json_array_foreach(batch, i, req)
+    {
         json_t *resp = rpc_handle_one(req);
         if (resp != NULL) {
             json_array_append_new(out, resp);

@@ -38,7 +38,12 @@
  */
 typedef int (*ioc_rpc_handler)(json_t *params, json_t **result, struct ioc_err *err);
 
-/** Register a method; called from constructors via IOC_RPC_REGISTER. */
+/**
+ * Register a method; called from constructors via IOC_RPC_REGISTER, before
+ * main() and so before the server starts (the registry is not locked).
+ * method and summary are borrowed for the life of the process (string
+ * literals). A name registered twice aborts at startup.
+ */
 void ioc_rpc_register(const char *method, ioc_rpc_handler handler, const char *summary);
 
 #define IOC_RPC_REGISTER(method, handler, summary)                                   \
@@ -66,10 +71,23 @@ struct ioc_rpc_param {
 };
 
 /**
- * Decode params against spec. Refuses (IOC_RPC_INVALID_PARAMS, message naming
- * the field and what would be right): params not an object, a missing required
- * field, a field of the wrong type or out of range, an unknown field (with the
- * list of known ones). Returns 0 or IOC_RPC_INVALID_PARAMS.
+ * Decode params against spec (nspec entries; spec may be NULL when 0, which
+ * refuses any parameter). params NULL means none were given. Refuses, with
+ * IOC_RPC_INVALID_PARAMS in the return value and err->code, and a message
+ * naming the field and what would be right:
+ *   - params not an object:   "params: expected an object"
+ *   - an unknown field:       "nme: unknown parameter; expected one of: name, size, block_size"
+ *   - a missing required one: "name: required"  (JSON null counts as missing,
+ *                                                 except for IOC_RPC_JSON)
+ *   - a wrong type or range:  "size: expected a size such as 1GiB or a number of bytes,
+ *                              got \"12XB\""
+ * Unknown fields are checked first. STRING refuses embedded NUL characters;
+ * U32 is 0..UINT32_MAX, U64 0..INT64_MAX (JSON integers); SIZE takes an
+ * integer >= 0 or a string for ioc_size_parse(). Outputs of absent optional
+ * fields are left untouched, so initialise them to their defaults. On error
+ * some outputs may already be written. Strings and JSON values are borrowed
+ * from params (valid while the handler runs). Returns 0 or IOC_RPC_INVALID_PARAMS:
+ * a handler simply returns it.
  */
 int ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspec,
                    struct ioc_err *err);
@@ -77,18 +95,32 @@ int ioc_rpc_decode(json_t *params, const struct ioc_rpc_param *spec, size_t nspe
 /* ---- server ---- */
 
 /**
- * Start the server thread listening on a unix socket at path (an existing
- * stale socket file is replaced; a live one is -EADDRINUSE). Returns 0 or -errno.
+ * Start the server thread listening on a unix socket at path (NULL:
+ * IOC_RPC_DEFAULT_SOCKET), mode 0660. A socket file nobody answers on is a
+ * leftover and replaced. Returns 0 or a negative errno with err filled:
+ * -EADDRINUSE (another server answers on path), -EEXIST (path is not a
+ * socket), -EALREADY (already started), -ENAMETOOLONG, or the errno of
+ * socket/bind/listen. The thread blocks all signals. Call from the main
+ * thread; one server per process.
  */
 int ioc_rpc_server_start(const char *path, struct ioc_err *err);
 
-/** Stop the server thread, close clients, unlink the socket. Idempotent. */
+/**
+ * Stop the server thread (a request being handled finishes first), close
+ * clients, unlink the socket if it is still the one we bound. Idempotent.
+ * Must not be called from a handler (it joins the thread handlers run on).
+ */
 void ioc_rpc_server_stop(void);
 
 /**
  * Handle one request object in-process (no socket): used by the server and by
- * unit tests. Returns a new reference to the response object, or NULL for a
- * notification (no "id").
+ * unit tests. request is borrowed. A JSON-RPC batch (array of requests) gets
+ * an array of the responses. Returns a new reference to the response, or
+ * NULL for a notification (no "id": it runs, but is never answered, not even
+ * with an error) or a batch of notifications. Requests that are not objects,
+ * lack a string "method" or have "jsonrpc" other than "2.0" get -32600;
+ * params other than an object or absent get -32602; an unknown method gets
+ * -32601 with a close match suggested.
  */
 json_t *ioc_rpc_handle(json_t *request);
 

@@ -48,9 +48,9 @@
 #include "rpc/rpc.h"
 
 #define RPC_MAX_CLIENTS 64
-#define RPC_IN_MAX      (1u << 20) /* largest request accepted */
-#define RPC_OUT_HIGH    (1u << 20) /* stop reading a client with this much unsent */
-#define RPC_READ_CHUNK  65536
+#define RPC_IN_MAX (1u << 20)   /* largest request accepted */
+#define RPC_OUT_HIGH (1u << 20) /* stop reading a client with this much unsent */
+#define RPC_READ_CHUNK 65536
 
 enum rpc_client_mode {
     RPC_CLIENT_PARSE,      /* input starts at a request (after whitespace) */
@@ -63,14 +63,14 @@ struct rpc_client {
     enum rpc_client_mode mode;
     char *in;
     size_t in_len;
-    size_t skipped;  /* bytes dropped in the current resynchronization */
+    size_t skipped; /* bytes dropped in the current resynchronization */
     char *out;
-    size_t out_off;  /* first unsent byte */
-    size_t out_len;  /* end of queued bytes */
+    size_t out_off; /* first unsent byte */
+    size_t out_len; /* end of queued bytes */
     size_t out_cap;
-    bool eof;        /* peer shut down its write side: answer what is queued, then close */
-    bool closing;    /* close once out is flushed, read nothing more */
-    bool dead;       /* close now */
+    bool eof;     /* peer shut down its write side: answer what is queued, then close */
+    bool closing; /* close once out is flushed, read nothing more */
+    bool dead;    /* close now */
 };
 
 struct rpc_server {
@@ -157,8 +157,8 @@ static void
 rpc_client_flush(struct rpc_client *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 IOC_DEBUG(rpc, "client %d: send: %s", c->fd, strerror(errno));
@@ -212,8 +212,8 @@ rpc_client_resync(struct rpc_client *c)
         return true;
     }
     if (c->skipped > RPC_IN_MAX) {
-        IOC_WARN("rpc", "client %d: no request boundary in %zu bytes of bad input; closing",
-                 c->fd, c->skipped);
+        IOC_WARN("rpc", "client %d: no request boundary in %zu bytes of bad input; closing", c->fd,
+                 c->skipped);
         c->dead = true;
     }
     return false;
@@ -417,8 +417,8 @@ rpc_server_poll_once(struct rpc_server *srv)
     pfd[1] = (struct pollfd){.fd = srv->listen_fd, .events = POLLIN};
     for (size_t i = 0; i < n; i++) {
         polled[i] = srv->clients[i];
-        pfd[2 + i] = (struct pollfd){.fd = polled[i]->fd,
-                                     .events = rpc_client_poll_events(polled[i])};
+        pfd[2 + i] =
+            (struct pollfd){.fd = polled[i]->fd, .events = rpc_client_poll_events(polled[i])};
     }
     if (poll(pfd, 2 + n, -1) < 0) {
         if (errno != EINTR) {
@@ -466,12 +466,15 @@ rpc_server_clear_stale(const struct sockaddr_un *addr, struct ioc_err *err)
     int fd, rc;
 
     if (lstat(path, &st) != 0) {
-        return errno == ENOENT ? 0 : ioc_err_set(err, -errno, "rpc socket %s: %s", path,
-                                                 strerror(errno));
+        return errno == ENOENT
+                   ? 0
+                   : ioc_err_set(err, -errno, "rpc socket %s: %s", path, strerror(errno));
     }
     if (!S_ISSOCK(st.st_mode)) {
-        return ioc_err_set(err, -EEXIST, "rpc socket %s: exists and is not a socket; "
-                           "refusing to replace it", path);
+        return ioc_err_set(err, -EEXIST,
+                           "rpc socket %s: exists and is not a socket; "
+                           "refusing to replace it",
+                           path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -480,9 +483,11 @@ rpc_server_clear_stale(const struct sockaddr_un *addr, struct ioc_err *err)
     rc = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 ? 0 : -errno;
     close(fd);
     if (rc == 0) {
-        return ioc_err_set(err, -EADDRINUSE, "rpc socket %s: another server is listening "
+        return ioc_err_set(err, -EADDRINUSE,
+                           "rpc socket %s: another server is listening "
                            "there (is iocd already running?); stop it or pick another "
-                           "path with --rpc-socket", path);
+                           "path with --rpc-socket",
+                           path);
     }
     if (rc != -ECONNREFUSED) {
         return ioc_err_set(err, rc, "rpc socket %s: %s", path, strerror(-rc));
@@ -523,8 +528,7 @@ rpc_server_listen(struct rpc_server *srv, struct ioc_err *err)
     srv->sock_dev = st.st_dev;
     srv->sock_ino = st.st_ino;
     if (listen(srv->listen_fd, 32) != 0) {
-        return ioc_err_set(err, -errno, "rpc socket %s: listen: %s", srv->path,
-                           strerror(errno));
+        return ioc_err_set(err, -errno, "rpc socket %s: listen: %s", srv->path, strerror(errno));
     }
     return 0;
 }
@@ -560,8 +564,7 @@ rpc_server_free(struct rpc_server *srv)
     if (srv->listen_fd >= 0) {
         close(srv->listen_fd);
         /* Unlink only the socket we bound, not one a successor put there. */
-        if (stat(srv->path, &st) == 0 && st.st_dev == srv->sock_dev &&
-            st.st_ino == srv->sock_ino) {
+        if (stat(srv->path, &st) == 0 && st.st_dev == srv->sock_dev && st.st_ino == srv->sock_ino) {
             unlink(srv->path);
         }
     }
@@ -578,8 +581,7 @@ ioc_rpc_server_start(const char *path, struct ioc_err *err)
     int rc;
 
     if (g_rpc_server != NULL) {
-        return ioc_err_set(err, -EALREADY, "rpc server already running on %s",
-                           g_rpc_server->path);
+        return ioc_err_set(err, -EALREADY, "rpc server already running on %s", g_rpc_server->path);
     }
     path = path != NULL ? path : IOC_RPC_DEFAULT_SOCKET;
     srv = calloc(1, sizeof(*srv));

@@ -389,3 +389,21 @@ class NbdClient:
         except OSError:
             pass
         self.s.close()
+
+
+def qemu_io(uri, *cmds, read_only=False, check=True, timeout=60):
+    """Run qemu-io commands on one connection; check=True also fails on any
+    'failed' line (aio commands report errors without changing the exit)."""
+    import pytest
+
+    args = [need("qemu-io"), "-f", "raw"]
+    if read_only:
+        args.append("-r")
+    args.append(uri)
+    for c in cmds:
+        args += ["-c", c]
+    p = run(args, check=False, timeout=timeout)
+    out = p.stdout + p.stderr
+    if check and (p.returncode != 0 or "failed" in out.lower()):
+        pytest.fail(f"qemu-io exit {p.returncode}: {cmds}\n{out[-4000:]}", pytrace=False)
+    return p

@@ -66,10 +66,14 @@ fake_bdev_list(json_t *params, json_t **result, struct ioc_err *err)
 {
     (void)params;
     (void)err;
-    *result = g_empty ? json_array() : json_loads(
-        "[{\"name\":\"m0\",\"module\":\"malloc\",\"size\":67108864,\"block_size\":512},"
-        "{\"name\":\"file-long-name\",\"module\":\"file\",\"size\":1073741824,"
-        "\"block_size\":4096},{\"name\":\"odd\",\"module\":\"malloc\",\"size\":1000}]", 0, NULL);
+    *result =
+        g_empty
+            ? json_array()
+            : json_loads(
+                  "[{\"name\":\"m0\",\"module\":\"malloc\",\"size\":67108864,\"block_size\":512},"
+                  "{\"name\":\"file-long-name\",\"module\":\"file\",\"size\":1073741824,"
+                  "\"block_size\":4096},{\"name\":\"odd\",\"module\":\"malloc\",\"size\":1000}]",
+                  0, NULL);
     return 0;
 }
 IOC_RPC_REGISTER("bdev_list", fake_bdev_list, "fixed list")
@@ -81,7 +85,8 @@ fake_nbd_export_list(json_t *params, json_t **result, struct ioc_err *err)
     (void)err;
     *result = json_loads("[{\"name\":\"vol1\",\"bdev\":\"m0\",\"read_only\":false,"
                          "\"size\":67108864,\"connections\":2},{\"name\":\"v2\",\"bdev\":\"m1\","
-                         "\"read_only\":true,\"size\":1536,\"connections\":0}]", 0, NULL);
+                         "\"read_only\":true,\"size\":1536,\"connections\":0}]",
+                         0, NULL);
     return 0;
 }
 IOC_RPC_REGISTER("nbd_export_list", fake_nbd_export_list, "fixed list")
@@ -182,7 +187,8 @@ test_iocctl_bdev_list_table(void **state)
                "NAME            MODULE  SIZE   BLOCK\n"
                "m0              malloc  64MiB  512\n"
                "file-long-name  file    1GiB   4096\n"
-               "odd             malloc  1000B  -\n", "");
+               "odd             malloc  1000B  -\n",
+               "");
 }
 
 static void
@@ -209,7 +215,8 @@ test_iocctl_nbd_export_list_table(void **state)
     assert_run(&r, 0,
                "NAME  BDEV  SIZE   ACCESS  CONNECTIONS\n"
                "vol1  m0    64MiB  rw      2\n"
-               "v2    m1    1536B  ro      0\n", "");
+               "v2    m1    1536B  ro      0\n",
+               "");
 }
 
 static void
@@ -218,8 +225,8 @@ test_iocctl_bdev_create_malloc_params(void **state)
     struct run r;
 
     (void)state;
-    iocctl_run(&r, true, "bdev", "create", "malloc", "m0", "--size", "64MiB",
-               "--block-size=4k", NULL);
+    iocctl_run(&r, true, "bdev", "create", "malloc", "m0", "--size", "64MiB", "--block-size=4k",
+               NULL);
     assert_run(&r, 0, "m0\n", "");
     assert_int_equal(json_integer_value(json_object_get(g_last_params, "size")), 64 << 20);
     assert_int_equal(json_integer_value(json_object_get(g_last_params, "block_size")), 4096);
@@ -250,8 +257,7 @@ test_iocctl_nbd_export_add_switch(void **state)
 
     (void)state;
     /* options may come before positionals, global options after the command */
-    iocctl_run(&r, false, "nbd", "export", "add", "--read-only", "vol1", "m0", "-s", g_sock,
-               NULL);
+    iocctl_run(&r, false, "nbd", "export", "add", "--read-only", "vol1", "m0", "-s", g_sock, NULL);
     assert_run(&r, 0, "", "");
     assert_true(json_is_true(json_object_get(g_last_params, "read_only")));
     assert_string_equal(json_string_value(json_object_get(g_last_params, "bdev")), "m0");
@@ -266,7 +272,8 @@ test_iocctl_call_rpc_error(void **state)
     iocctl_run(&r, true, "bdev", "delete", "m0", NULL);
     assert_run(&r, 1, "", "iocctl: bdev_delete: bdev 'm0' is in use (code -16)\n");
     iocctl_run(&r, true, "call", "bdev_lst", NULL);
-    assert_run(&r, 1, "", "iocctl: bdev_lst: unknown method bdev_lst; did you mean bdev_list? "
+    assert_run(&r, 1, "",
+               "iocctl: bdev_lst: unknown method bdev_lst; did you mean bdev_list? "
                "(code -32601)\n");
 }
 
@@ -289,10 +296,12 @@ test_iocctl_usage_errors(void **state)
 
     (void)state;
     iocctl_run(&r, true, "bdev", "frob", NULL);
-    assert_run(&r, 2, "", "iocctl: bdev: unknown command 'frob'; expected one of: list, create, "
+    assert_run(&r, 2, "",
+               "iocctl: bdev: unknown command 'frob'; expected one of: list, create, "
                "error, delete\n");
     iocctl_run(&r, true, "bdev", "create", "malloc", "m0", "--sise", "1", NULL);
-    assert_run(&r, 2, "", "iocctl: bdev create malloc: unknown option '--sise'\n"
+    assert_run(&r, 2, "",
+               "iocctl: bdev create malloc: unknown option '--sise'\n"
                "usage: iocctl bdev create malloc NAME --size SIZE [--block-size SIZE]\n");
     iocctl_run(&r, true, "bdev", "create", "malloc", "m0", "--size", "12XB", NULL);
     assert_int_equal(r.status, 2);

@@ -39,21 +39,18 @@ test_echo(json_t *params, json_t **result, struct ioc_err *err)
     uint64_t big = 0, size = 0;
     json_t *any = NULL;
     const struct ioc_rpc_param spec[] = {
-        {"name", IOC_RPC_STRING, true, &name},
-        {"flag", IOC_RPC_BOOL, false, &flag},
-        {"small", IOC_RPC_U32, false, &small},
-        {"big", IOC_RPC_U64, false, &big},
-        {"size", IOC_RPC_SIZE, false, &size},
-        {"any", IOC_RPC_JSON, false, &any},
+        {"name", IOC_RPC_STRING, true, &name}, {"flag", IOC_RPC_BOOL, false, &flag},
+        {"small", IOC_RPC_U32, false, &small}, {"big", IOC_RPC_U64, false, &big},
+        {"size", IOC_RPC_SIZE, false, &size},  {"any", IOC_RPC_JSON, false, &any},
     };
     int rc = ioc_rpc_decode(params, spec, IOC_ARRAY_SIZE(spec), err);
 
     if (rc != 0) {
         return rc;
     }
-    *result = json_pack("{s:s, s:b, s:I, s:I, s:I, s:O?}", "name", name, "flag", flag, "small",
-                        (json_int_t)small, "big", (json_int_t)big, "size", (json_int_t)size,
-                        "any", any);
+    *result =
+        json_pack("{s:s, s:b, s:I, s:I, s:I, s:O?}", "name", name, "flag", flag, "small",
+                  (json_int_t)small, "big", (json_int_t)big, "size", (json_int_t)size, "any", any);
     return 0;
 }
 IOC_RPC_REGISTER("test_echo", test_echo, "echo decoded parameters")
@@ -114,8 +111,10 @@ assert_echo_error(const char *params, const char *message)
     char req[512];
     json_t *resp;
 
-    snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"test_echo\",\"id\":1,"
-             "\"params\":%s}", params);
+    snprintf(req, sizeof(req),
+             "{\"jsonrpc\":\"2.0\",\"method\":\"test_echo\",\"id\":1,"
+             "\"params\":%s}",
+             params);
     resp = call_text(req);
     assert_error(resp, IOC_RPC_INVALID_PARAMS, message);
     json_decref(resp);
@@ -127,8 +126,10 @@ echo_ok(const char *params)
     char req[512];
     json_t *resp, *result;
 
-    snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"test_echo\",\"id\":1,"
-             "\"params\":%s}", params);
+    snprintf(req, sizeof(req),
+             "{\"jsonrpc\":\"2.0\",\"method\":\"test_echo\",\"id\":1,"
+             "\"params\":%s}",
+             params);
     resp = call_text(req);
     result = json_object_get(resp, "result");
     assert_non_null(result);
@@ -256,7 +257,7 @@ test_ioc_rpc_decode_unknown_field(void **state)
 {
     (void)state;
     assert_echo_error("{\"nme\":\"m0\"}", "nme: unknown parameter; expected one of: "
-                      "name, flag, small, big, size, any");
+                                          "name, flag, small, big, size, any");
 }
 
 static void
@@ -284,7 +285,7 @@ test_ioc_rpc_decode_long_value_truncated(void **state)
     big[sizeof(big) - 1] = '\0';
     snprintf(params, sizeof(params), "{\"name\":\"m0\",\"flag\":\"%s\"}", big);
     assert_echo_error(params, "flag: expected true or false, got "
-                      "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...");
+                              "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...");
 }
 
 /* ---- ioc_rpc_handle ---- */
@@ -299,8 +300,8 @@ test_ioc_rpc_handle_round_trip(void **state)
     assert_string_equal(json_string_value(json_object_get(resp, "jsonrpc")), "2.0");
     assert_string_equal(json_string_value(json_object_get(resp, "id")), "abc");
     assert_null(json_object_get(resp, "error"));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(resp, "result"),
-                                                          "name")), "x");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(resp, "result"), "name")),
+                        "x");
     json_decref(resp);
 }
 
@@ -343,11 +344,13 @@ test_ioc_rpc_handle_unknown_method(void **state)
     json_t *resp = call_text("{\"jsonrpc\":\"2.0\",\"method\":\"test_ecko\",\"id\":1}");
 
     (void)state;
-    assert_error(resp, IOC_RPC_METHOD_NOT_FOUND, "unknown method test_ecko; did you mean "
+    assert_error(resp, IOC_RPC_METHOD_NOT_FOUND,
+                 "unknown method test_ecko; did you mean "
                  "test_echo?");
     json_decref(resp);
     resp = call_text("{\"jsonrpc\":\"2.0\",\"method\":\"volume_frobnicate\",\"id\":1}");
-    assert_error(resp, IOC_RPC_METHOD_NOT_FOUND, "unknown method volume_frobnicate; "
+    assert_error(resp, IOC_RPC_METHOD_NOT_FOUND,
+                 "unknown method volume_frobnicate; "
                  "rpc_get_methods lists them");
     json_decref(resp);
 }
@@ -438,7 +441,8 @@ test_rpc_get_methods_detail(void **state)
     json_decref(resp);
     resp = call_text("{\"jsonrpc\":\"2.0\",\"method\":\"rpc_get_methods\","
                      "\"params\":{\"verbose\":true},\"id\":1}");
-    assert_error(resp, IOC_RPC_INVALID_PARAMS, "verbose: unknown parameter; expected one of: "
+    assert_error(resp, IOC_RPC_INVALID_PARAMS,
+                 "verbose: unknown parameter; expected one of: "
                  "detail");
     json_decref(resp);
 }
@@ -547,7 +551,7 @@ test_ioc_rpc_server_start_pipelined_split_garbage(void **state)
 
     /* One request split across two writes, the cut inside a literal. */
     client_write(fd, "{\"jsonrpc\":\"2.0\",\"method\":\"test_echo\",\"params\":{\"name\":\"a\","
-                 "\"flag\":tr");
+                     "\"flag\":tr");
     usleep(50 * 1000);
     client_write(fd, "ue},\"id\":3}\n");
     client_expect_id(fd, 3);
@@ -570,7 +574,7 @@ test_ioc_rpc_server_start_pipelined_split_garbage(void **state)
 
     ioc_rpc_server_stop();
     assert_int_equal(access(sd.path, F_OK), -1); /* socket removed */
-    ioc_rpc_server_stop();                        /* idempotent */
+    ioc_rpc_server_stop();                       /* idempotent */
     sock_dir_remove(&sd);
 }
 
