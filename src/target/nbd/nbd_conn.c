@@ -42,7 +42,8 @@
  *                 unless `aborted` (protocol error, peer gone). Finished when
  *                 io_inflight == 0 and the output is drained or dropped.
  *
- * Invariants (conn_check_invariants): payload_req != NULL iff PAYLOAD;
+ * Invariants (conn_check_invariants): payload_req != NULL iff PAYLOAD (or
+ * CLOSING after an abort mid-payload);
  * exp != NULL in TRANSMISSION and PAYLOAD; inflight <= NBD_MAX_INFLIGHT;
  * io_inflight <= inflight.
  *
@@ -188,7 +189,8 @@ conn_state_name(enum nbd_conn_state s)
 static void
 conn_check_invariants(const struct nbd_conn *c)
 {
-    assert((c->payload_req != NULL) == (c->state == NBD_CONN_PAYLOAD));
+    assert(c->state == NBD_CONN_CLOSING ||
+           (c->payload_req != NULL) == (c->state == NBD_CONN_PAYLOAD));
     assert(c->exp != NULL ||
            (c->state != NBD_CONN_TRANSMISSION && c->state != NBD_CONN_PAYLOAD));
     assert(c->inflight <= NBD_MAX_INFLIGHT);
@@ -1020,6 +1022,7 @@ req_io_done(struct ioc_bdev_io *io, void *cb_arg)
     struct nbd_conn *c = req->conn;
 
     c->io_inflight--;
+    conn_kick(c); /* the last completion may finish a closing connection */
     if (req->stage == NBD_REQ_HOLE_PROBE) {
         req->hole = req_probe_says_zero(req, io);
         ioc_bdev_io_free(io);

@@ -13,6 +13,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "bdev/file/bdev_file.h"
 #include "bdev/malloc/bdev_malloc.h"
 #include "target/nbd/nbd_conn.c"
 
@@ -30,6 +34,7 @@ struct harness {
     size_t out_cap;
     size_t out_pos;     /* read cursor of the test */
     size_t max_send;    /* 0 = everything; else simulate partial sends */
+    bool finished_seen; /* process() ran with the engine finished */
 };
 
 static void
@@ -39,6 +44,7 @@ h_process(void *ctx)
     struct iovec iov[64];
     int n;
 
+    h->finished_seen = nbd_conn_finished(h->c);
     while ((n = nbd_conn_out_iov(h->c, iov, 64)) > 0) {
         size_t sent = 0;
 
@@ -128,7 +134,11 @@ static const uint8_t *
 h_read(struct harness *h, size_t n)
 {
     const uint8_t *p;
+    uint64_t deadline = ioc_now_ns() + 5000000000ull;
 
+    while (h_avail(h) < n && ioc_now_ns() < deadline) {
+        ioc_reactor_poll_once(g_r); /* async bdevs (file) complete later */
+    }
     assert_true(h_avail(h) >= n);
     p = h->out + h->out_pos;
     h->out_pos += n;
@@ -857,6 +867,72 @@ test_nbd_conn_peer_close_mid_handshake(void **state)
     h_fini(&h);
 }
 
+/* Large structured reads of a sparse range come back as one OFFSET_HOLE chunk. */
+static void
+test_nbd_conn_read_hole_on_sparse_file(void **state)
+{
+    char path[] = "/tmp/ioc-nbd-test-XXXXXX";
+    struct ioc_bdev_file_opts fo = {.name = "nbdfile0", .path = path, .size = 4u << 20};
+    struct harness h;
+    uint8_t wbuf[4096];
+    uint16_t flags;
+    uint32_t len;
+    int fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ioc_bdev_file_create(&fo, NULL), 0);
+    assert_int_equal(ioc_nbd_export_add("f0", "nbdfile0", false, NULL), 0);
+    h_connect(&h, "f0", true, false);
+    h_req(&h, 0, NBD_CMD_READ, 1, 1u << 20, 1u << 20, NULL);
+    assert_int_equal(h_chunk(&h, 1, &flags, &len), NBD_REPLY_TYPE_OFFSET_HOLE);
+    assert_int_equal(flags, NBD_REPLY_FLAG_DONE);
+    assert_int_equal(len, 12);
+    assert_true(rd64(h_read(&h, 8)) == 1u << 20);
+    assert_int_equal(rd32(h_read(&h, 4)), 1u << 20);
+    /* with data in the range: OFFSET_DATA */
+    memset(wbuf, 0x42, sizeof(wbuf));
+    h_req(&h, 0, NBD_CMD_WRITE, 2, 1u << 20, sizeof(wbuf), wbuf);
+    assert_int_equal(h_simple(&h, 2), 0);
+    h_req(&h, 0, NBD_CMD_READ, 3, 1u << 20, 1u << 20, NULL);
+    assert_int_equal(h_chunk(&h, 3, &flags, &len), NBD_REPLY_TYPE_OFFSET_DATA);
+    assert_int_equal(len, 8 + (1u << 20));
+    assert_memory_equal(h_read(&h, len) + 8, wbuf, sizeof(wbuf));
+    /* DF: never a hole chunk */
+    h_req(&h, NBD_CMD_FLAG_DF, NBD_CMD_READ, 4, 2u << 20, 1u << 20, NULL);
+    assert_int_equal(h_chunk(&h, 4, &flags, &len), NBD_REPLY_TYPE_OFFSET_DATA);
+    h_read(&h, len);
+    h_fini(&h);
+    assert_int_equal(ioc_nbd_export_remove("f0", NULL), 0);
+    assert_int_equal(ioc_bdev_delete("nbdfile0", NULL), 0);
+    unlink(path);
+}
+
+/* The transport must hear about the last IO completing after an abort. */
+static void
+test_regress_nbd_conn_abort_with_io_in_flight_notifies(void **state)
+{
+    struct harness h;
+    struct nbd_request rq = {htobe32(NBD_REQUEST_MAGIC), 0, htobe16(NBD_CMD_READ), htobe64(1),
+                             0, htobe32(4096)};
+    void *buf;
+    size_t room;
+
+    (void)state;
+    h_connect(&h, "m0", false, false);
+    assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+    memcpy(buf, &rq, sizeof(rq));
+    nbd_conn_recv_done(h.c, sizeof(rq)); /* the read is submitted, not completed */
+    assert_int_equal(h.c->io_inflight, 1);
+    nbd_conn_abort(h.c);
+    assert_false(nbd_conn_finished(h.c));
+    h_poll();
+    assert_true(nbd_conn_finished(h.c));
+    assert_true(h.finished_seen);
+    h_fini(&h);
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int
@@ -905,6 +981,8 @@ main(void)
         cmocka_unit_test(test_nbd_conn_oversized_write_closes),
         cmocka_unit_test(test_nbd_conn_disc_answers_in_flight),
         cmocka_unit_test(test_nbd_conn_peer_close_mid_handshake),
+        cmocka_unit_test(test_regress_nbd_conn_abort_with_io_in_flight_notifies),
+        cmocka_unit_test(test_nbd_conn_read_hole_on_sparse_file),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
