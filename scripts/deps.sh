@@ -6,7 +6,7 @@ set -euo pipefail
 
 BUILD_PKGS=(
     gcc make meson ninja-build pkg-config
-    liburing-dev libjansson-dev
+    liburing-dev libjansson-dev zlib1g-dev
 )
 TEST_PKGS=(
     libcmocka-dev clang libclang-rt-14-dev     # unit tests, sanitizers, libFuzzer
@@ -16,6 +16,7 @@ TEST_PKGS=(
     fuse3                                       # nbdfuse needs fusermount3
     fio                                         # fio with the nbd engine
     util-linux procps                           # fincore, ps
+    nbdkit qemu-system-common                   # NBD servers the nbd_client bdev is tested against
 )
 BENCH_PKGS=(
     nbdkit                                      # peer: nbdkit file plugin

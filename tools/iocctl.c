@@ -63,6 +63,8 @@ struct cmd {
 
 static int cmd_run_call(const struct cmd *cmd, const struct iocctl_opts *opts,
                         const char *const *vals);
+static int cmd_run_pool_check(const struct cmd *cmd, const struct iocctl_opts *opts,
+                              const char *const *vals);
 
 static const struct cmd g_cmds[] = {
     {
@@ -97,6 +99,19 @@ static const struct cmd g_cmds[] = {
                 {"--size", "size", ARG_SIZE, false, NULL, "create or grow the file to this size"},
                 {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size"},
                 {"--direct", "direct", ARG_SWITCH, false, NULL, "bypass the page cache (O_DIRECT)"},
+            },
+    },
+    {
+        .path = "bdev create nbd",
+        .method = "bdev_nbd_client_create",
+        .summary = "a bdev backed by a remote NBD export",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the new bdev"},
+                {"URI", "uri", ARG_STRING, true, NULL,
+                 "nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"},
+                {"--timeout", "io_timeout", ARG_COUNT, false, "S",
+                 "fail IO outstanding longer than S seconds (30)"},
             },
     },
     {
@@ -170,6 +185,129 @@ static const struct cmd g_cmds[] = {
         .method = "nbd_export_list",
         .summary = "list NBD exports",
         .print = iocctl_print_nbd_exports,
+    },
+    {
+        .path = "pool create",
+        .method = "pool_create",
+        .summary = "format a bdev or a file as a pool",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the new pool"},
+                {"--bdev", "bdev", ARG_STRING, false, "BDEV", "the bdev to format"},
+                {"--path", "path", ARG_STRING, false, "PATH", "or a file (created with --size)"},
+                {"--size", "size", ARG_SIZE, false, NULL, "bytes to use (default: all)"},
+                {"--cluster-size", "cluster_size", ARG_SIZE, false, NULL,
+                 "allocation unit, 64KiB..64MiB (1MiB)"},
+            },
+    },
+    {
+        .path = "pool import",
+        .method = "pool_import",
+        .summary = "import an existing pool",
+        .args =
+            {
+                {"--path", "path", ARG_STRING, false, "PATH", "the pool's file or device"},
+                {"--bdev", "bdev", ARG_STRING, false, "BDEV", "or the bdev holding it"},
+                {"--name", "name", ARG_STRING, false, "NAME", "import under another name"},
+            },
+    },
+    {
+        .path = "pool export",
+        .method = "pool_export",
+        .summary = "commit and forget a pool (its data stays)",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the pool"}},
+    },
+    {
+        .path = "pool destroy",
+        .method = "pool_destroy",
+        .summary = "forget a pool and wipe its superblocks",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the pool"}},
+    },
+    {
+        .path = "pool list",
+        .method = "pool_list",
+        .summary = "list pools",
+        .args = {{"NAME", "name", ARG_STRING, false, NULL, "show only this pool"}},
+    },
+    {
+        .path = "pool check",
+        .summary = "check a pool file offline (exit 0 clean, 1 problems, 2 unreadable)",
+        .args = {{"PATH", NULL, ARG_STRING, true, NULL, "the pool's file or device"}},
+        .run = cmd_run_pool_check,
+    },
+    {
+        .path = "volume create",
+        .method = "volume_create",
+        .summary = "create a thin volume (bdev POOL/NAME)",
+        .args =
+            {
+                {"POOL", "pool", ARG_STRING, true, NULL, "the pool"},
+                {"NAME", "name", ARG_STRING, true, NULL, "the new volume"},
+                {"--size", "size", ARG_SIZE, true, NULL, "capacity, e.g. 10GiB"},
+            },
+    },
+    {
+        .path = "volume delete",
+        .method = "volume_delete",
+        .summary = "delete a volume or snapshot",
+        .args = {{"VOLUME", "volume", ARG_STRING, true, NULL, "POOL/NAME"}},
+    },
+    {
+        .path = "volume resize",
+        .method = "volume_resize",
+        .summary = "change the size of a volume",
+        .args =
+            {
+                {"VOLUME", "volume", ARG_STRING, true, NULL, "POOL/NAME"},
+                {"--size", "size", ARG_SIZE, true, NULL, "the new capacity"},
+            },
+    },
+    {
+        .path = "volume snapshot",
+        .method = "volume_snapshot",
+        .summary = "take a read-only snapshot (O(1))",
+        .args =
+            {
+                {"VOLUME", "volume", ARG_STRING, true, NULL, "POOL/NAME"},
+                {"NAME", "name", ARG_STRING, true, NULL, "the snapshot's name"},
+            },
+    },
+    {
+        .path = "volume clone",
+        .method = "volume_clone",
+        .summary = "create a writable volume from a snapshot",
+        .args =
+            {
+                {"SNAPSHOT", "snapshot", ARG_STRING, true, NULL, "POOL/SNAPSHOT"},
+                {"NAME", "name", ARG_STRING, true, NULL, "the new volume"},
+            },
+    },
+    {
+        .path = "volume list",
+        .method = "volume_list",
+        .summary = "list volumes and snapshots",
+        .args = {{"POOL", "pool", ARG_STRING, false, NULL, "only this pool"}},
+    },
+    {
+        .path = "volume attr set",
+        .method = "volume_attr_set",
+        .summary = "set a volume attribute (no VALUE: remove it)",
+        .args =
+            {
+                {"VOLUME", "volume", ARG_STRING, true, NULL, "POOL/NAME"},
+                {"KEY", "key", ARG_STRING, true, NULL, "attribute name"},
+                {"VALUE", "value", ARG_STRING, false, NULL, "its value"},
+            },
+    },
+    {
+        .path = "volume attr get",
+        .method = "volume_attr_get",
+        .summary = "read a volume attribute",
+        .args =
+            {
+                {"VOLUME", "volume", ARG_STRING, true, NULL, "POOL/NAME"},
+                {"KEY", "key", ARG_STRING, true, NULL, "attribute name"},
+            },
     },
     {
         .path = "methods",
@@ -612,6 +750,16 @@ call_params(const char *text, json_t **out)
         return IOCCTL_EXIT_USAGE;
     }
     return 0;
+}
+
+/* Offline: reads the file itself, no daemon involved. */
+static int
+cmd_run_pool_check(const struct cmd *cmd, const struct iocctl_opts *opts,
+                   const char *const *vals)
+{
+    (void)cmd;
+    (void)opts;
+    return iocctl_pool_check(vals[0]);
 }
 
 static int

@@ -37,6 +37,11 @@ struct iocctl_opts {
 int iocctl_call(const struct iocctl_opts *opts, const char *method, json_t *params,
                 json_t **result);
 
+/* ---- iocctl_pool.c ---- */
+
+/** Check the pool in path offline; prints the findings. Returns 0 clean, 1 problems, 2 unreadable. */
+int iocctl_pool_check(const char *path);
+
 /* ---- iocctl_print.c ---- */
 
 /** Print a result as indented JSON on stdout. */

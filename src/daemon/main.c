@@ -19,6 +19,7 @@
 #include "bdev/bdev.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "pool/pool.h"
 #include "rpc/rpc.h"
 #include "target/nbd/nbd.h"
 
@@ -29,6 +30,8 @@ struct daemon_opts {
     const char *rpc_socket;
     const char *nbd_listen;
     const char *nbd_socket;
+    const char *pools[16];  /* --pool PATH: imported at start */
+    unsigned npools;
 };
 
 static void
@@ -45,6 +48,7 @@ usage(FILE *out)
             "  -l, --nbd-listen A:P    NBD TCP address, or 'none' (default %s)\n"
             "  -u, --nbd-socket PATH   also serve NBD on a unix socket\n"
             "  -p, --poll-mode MODE    adaptive (default), busy or sleep\n"
+            "      --pool PATH         import the pool in PATH at start (repeatable)\n"
             "      --spin-max-us N     cap of the adaptive spin window (default 20)\n"
             "      --pin-cpus          pin reactor i to CPU i\n"
             "  -L, --log-level LEVEL   err, warn, notice (default), info, debug\n"
@@ -79,6 +83,7 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
         {"poll-mode", required_argument, NULL, 'p'},
         {"spin-max-us", required_argument, NULL, 'S'},
         {"pin-cpus", no_argument, NULL, 'P'},
+        {"pool", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'L'},
         {"debug", required_argument, NULL, 'd'},
         {"version", no_argument, NULL, 'V'},
@@ -121,6 +126,13 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
             break;
         case 'P':
             o->reactor.pin_cpus = true;
+            break;
+        case 'o':
+            if (o->npools == IOC_ARRAY_SIZE(o->pools)) {
+                fprintf(stderr, "iocd: --pool: at most %zu pools\n", IOC_ARRAY_SIZE(o->pools));
+                return -EINVAL;
+            }
+            o->pools[o->npools++] = optarg;
             break;
         case 'L':
             if (ioc_log_set_level(optarg) < 0) {
@@ -203,6 +215,14 @@ daemon_start(const struct daemon_opts *o)
         IOC_ERR("iocd", "cannot start %u reactors: %s", o->reactor.count, strerror(-rc));
         return rc;
     }
+    for (unsigned i = 0; i < o->npools; i++) {
+        char name[64];
+        rc = ioc_pool_import_path_sync(o->pools[i], NULL, name, sizeof(name), &err);
+        if (rc < 0) {
+            IOC_ERR("iocd", "--pool %s: %s", o->pools[i], err.msg[0] ? err.msg : strerror(-rc));
+            return rc;
+        }
+    }
     if (nbd.listen != NULL || nbd.unix_path != NULL) {
         rc = ioc_nbd_target_start(&nbd, &err);
         if (rc < 0) {
@@ -229,6 +249,7 @@ daemon_stop(void)
     ioc_rpc_server_stop();
     ioc_nbd_target_stop();
     ioc_nbd_export_remove_all();
+    ioc_pool_export_all_sync();
     ioc_reactors_stop();
     bdevs_delete_all();
     ioc_bdev_io_cache_drain();
