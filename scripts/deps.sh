@@ -7,6 +7,9 @@ set -euo pipefail
 BUILD_PKGS=(
     gcc make meson ninja-build pkg-config
     liburing-dev libjansson-dev zlib1g-dev
+    libcurl4-openssl-dev libyaml-dev            # control plane: etcd client, manifests
+    libnbd-dev                                  # tools/ioc-verify (NBD client library)
+    libssl-dev                                  # iSCSI CHAP: MD5, SHA-256 (libcrypto)
 )
 TEST_PKGS=(
     libcmocka-dev clang libclang-rt-14-dev     # unit tests, sanitizers, libFuzzer
@@ -15,12 +18,15 @@ TEST_PKGS=(
     libnbd-bin                                  # nbdinfo, nbdcopy, nbdfuse
     fuse3                                       # nbdfuse needs fusermount3
     fio                                         # fio with the nbd engine
+    libiscsi-bin qemu-block-extra               # iSCSI: iscsi-test-cu, iscsi-ls..., qemu iscsi://
+    etcd-server etcd-client curl                # control plane e2e: a local etcd
     util-linux procps                           # fincore, ps
     nbdkit qemu-system-common                   # NBD servers the nbd_client bdev is tested against
 )
 BENCH_PKGS=(
     nbdkit                                      # peer: nbdkit file plugin
     qemu-system-common                          # peer: qemu-storage-daemon
+    tgt                                         # peer: the tgt iSCSI target (bench/iscsi.sh)
 )
 
 case "${1:-all}" in

@@ -37,6 +37,7 @@ enum arg_type {
     ARG_COUNT,  /* a non-negative integer */
     ARG_ERRNO,  /* EIO, ENOSPC... or a number, sent as a number */
     ARG_SWITCH, /* an option without a value, sent as true */
+    ARG_LIST,   /* comma-separated words, sent as a JSON array of strings */
 };
 
 struct cmd_arg {
@@ -65,6 +66,8 @@ static int cmd_run_call(const struct cmd *cmd, const struct iocctl_opts *opts,
                         const char *const *vals);
 static int cmd_run_pool_check(const struct cmd *cmd, const struct iocctl_opts *opts,
                               const char *const *vals);
+static int cmd_run_iscsi_create(const struct cmd *cmd, const struct iocctl_opts *opts,
+                                const char *const *vals);
 
 static const struct cmd g_cmds[] = {
     {
@@ -187,6 +190,91 @@ static const struct cmd g_cmds[] = {
         .print = iocctl_print_nbd_exports,
     },
     {
+        .path = "vhost add",
+        .method = "vhost_blk_export_add",
+        .summary = "export a bdev as vhost-user-blk on a unix socket",
+        .args =
+            {
+                {"SOCKET", "socket", ARG_STRING, true, NULL, "unix socket path to listen on"},
+                {"BDEV", "bdev", ARG_STRING, true, NULL, "the bdev to export"},
+                {"--num-queues", "num_queues", ARG_COUNT, false, "N", "virtqueues (1..16)"},
+                {"--read-only", "read_only", ARG_SWITCH, false, NULL, "refuse writes"},
+            },
+    },
+    {
+        .path = "vhost remove",
+        .method = "vhost_blk_export_remove",
+        .summary = "stop a vhost-user-blk export (disconnects clients)",
+        .args = {{"SOCKET", "socket", ARG_STRING, true, NULL, "the export's socket"}},
+    },
+    {
+        .path = "vhost list",
+        .method = "vhost_blk_export_list",
+        .summary = "list vhost-user-blk exports",
+        .print = iocctl_print_vhost_exports,
+    },
+    {
+        .path = "nexus create",
+        .method = "nexus_create",
+        .summary = "create a replicated volume over children",
+        .args =
+            {
+                {"NAME", "name", ARG_STRING, true, NULL, "name of the nexus bdev"},
+                {"CHILDREN", "children", ARG_LIST, true, NULL,
+                 "comma-separated bdev names or nbd:// URIs"},
+                {"--size", "size", ARG_SIZE, false, NULL, "capacity (default: smallest child)"},
+                {"--generation", "generation", ARG_COUNT, false, "N", "fencing epoch"},
+                {"--state-path", "state_path", ARG_STRING, false, "PATH", "membership record"},
+                {"--segment-size", "segment_size", ARG_SIZE, false, NULL, "dirty-log unit (1MiB)"},
+                {"--io-timeout", "io_timeout", ARG_COUNT, false, "S", "nbd:// child timeout (5)"},
+                {"--rate", "rebuild_rate", ARG_SIZE, false, NULL, "rebuild bytes/s limit"},
+                {"--verify", "rebuild_verify", ARG_SWITCH, false, NULL, "verify rebuilt data"},
+                {"--no-auto-return", "no_auto_return", ARG_SWITCH, false, NULL,
+                 "do not bring faulted children back by themselves"},
+            },
+    },
+    {
+        .path = "nexus destroy",
+        .method = "nexus_destroy",
+        .summary = "delete a nexus and its state file",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the nexus"}},
+    },
+    {
+        .path = "nexus list",
+        .method = "nexus_list",
+        .summary = "list nexuses, children and rebuild progress",
+        .args = {{"NAME", "name", ARG_STRING, false, NULL, "only this nexus"}},
+        .print = iocctl_print_nexus,
+    },
+    {
+        .path = "nexus child add",
+        .method = "nexus_child_add",
+        .summary = "add a child (rebuilt in full)",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the nexus"},
+                 {"URI", "uri", ARG_STRING, true, NULL, "bdev name or nbd:// URI"}},
+    },
+    {
+        .path = "nexus child remove",
+        .method = "nexus_child_remove",
+        .summary = "remove a child",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the nexus"},
+                 {"URI", "uri", ARG_STRING, true, NULL, "the child"}},
+    },
+    {
+        .path = "nexus child fault",
+        .method = "nexus_child_fault",
+        .summary = "take a child out of the write set",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the nexus"},
+                 {"URI", "uri", ARG_STRING, true, NULL, "the child"}},
+    },
+    {
+        .path = "nexus child online",
+        .method = "nexus_child_online",
+        .summary = "bring a faulted child back (rebuilt first)",
+        .args = {{"NAME", "name", ARG_STRING, true, NULL, "the nexus"},
+                 {"URI", "uri", ARG_STRING, true, NULL, "the child"}},
+    },
+    {
         .path = "pool create",
         .method = "pool_create",
         .summary = "format a bdev or a file as a pool",
@@ -228,6 +316,49 @@ static const struct cmd g_cmds[] = {
         .method = "pool_list",
         .summary = "list pools",
         .args = {{"NAME", "name", ARG_STRING, false, NULL, "show only this pool"}},
+    },
+    {
+        .path = "iscsi target create",
+        .summary = "export bdevs as the LUNs of an iSCSI target",
+        .args =
+            {
+                {"IQN", NULL, ARG_STRING, true, NULL, "target name, e.g. iqn.2024-01.io.ioc:vol1"},
+                {"BDEVS", NULL, ARG_STRING, true, NULL, "bdevs, comma-separated: LUN 0, 1, ..."},
+                {"--allow", NULL, ARG_STRING, false, "IQNS", "only these initiators (comma-separated)"},
+                {"--chap-user", NULL, ARG_STRING, false, "USER", "require CHAP with this user..."},
+                {"--chap-secret", NULL, ARG_STRING, false, "SECRET", "...and secret"},
+                {"--mutual-user", NULL, ARG_STRING, false, "USER", "mutual CHAP: the target's user..."},
+                {"--mutual-secret", NULL, ARG_STRING, false, "SECRET", "...and secret"},
+            },
+        .run = cmd_run_iscsi_create,
+    },
+    {
+        .path = "iscsi target delete",
+        .method = "iscsi_target_delete",
+        .summary = "delete an iSCSI target and close its sessions",
+        .args = {{"IQN", "iqn", ARG_STRING, true, NULL, "the target"}},
+    },
+    {
+        .path = "iscsi target list",
+        .method = "iscsi_target_list",
+        .summary = "list iSCSI targets and their sessions",
+        .print = iocctl_print_iscsi_targets,
+    },
+    {
+        .path = "iscsi options set",
+        .method = "iscsi_options_set",
+        .summary = "set iSCSI negotiation defaults for new logins",
+        .args =
+            {
+                {"--max-recv-data-segment-length", "max_recv_data_segment_length", ARG_SIZE,
+                 false, NULL, "largest PDU data we accept (256KiB)"},
+                {"--max-burst-length", "max_burst_length", ARG_SIZE, false, NULL,
+                 "largest solicited burst (8MiB)"},
+                {"--first-burst-length", "first_burst_length", ARG_SIZE, false, NULL,
+                 "largest unsolicited burst (256KiB)"},
+                {"--initial-r2t", "initial_r2t", ARG_SWITCH, false, NULL,
+                 "ask for R2T before any write data"},
+            },
     },
     {
         .path = "pool check",
@@ -657,6 +788,14 @@ arg_to_json(const struct cli *cli, const struct cmd_arg *a, const char *text, js
     case ARG_SWITCH:
         *out = json_true();
         return 0;
+    case ARG_LIST:
+        *out = json_array();
+        for (const char *p = text; *p != '\0';) {
+            size_t len = strcspn(p, ",");
+            json_array_append_new(*out, json_stringn(p, len));
+            p += len + (p[len] == ',');
+        }
+        return 0;
     case ARG_SIZE:
         if (ioc_size_parse(text, &n) != 0 || n > INT64_MAX) {
             return usage_error(cli,
@@ -752,6 +891,14 @@ call_params(const char *text, json_t **out)
     return 0;
 }
 
+static int
+cmd_run_iscsi_create(const struct cmd *cmd, const struct iocctl_opts *opts,
+                     const char *const *vals)
+{
+    (void)cmd;
+    return iocctl_iscsi_target_create(opts, vals);
+}
+
 /* Offline: reads the file itself, no daemon involved. */
 static int
 cmd_run_pool_check(const struct cmd *cmd, const struct iocctl_opts *opts,
@@ -804,6 +951,17 @@ main(int argc, char **argv)
     char words[256];
     int rc;
 
+    /* apply/get/describe/delete talk to etcd and parse their own options. */
+    for (int i = 1; i < argc; i++) {
+        if (is_global_option(argv[i]) || strcmp(argv[i], "--etcd") == 0) {
+            i++;
+        } else if (argv[i][0] != '-') {
+            if (iocctl_cluster_is_command(argv[i])) {
+                return iocctl_cluster_main(argc, argv);
+            }
+            break;
+        }
+    }
     rc = cli_parse(&cli, argc, argv);
     if (rc != 0) {
         return rc;

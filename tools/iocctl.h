@@ -42,6 +42,27 @@ int iocctl_call(const struct iocctl_opts *opts, const char *method, json_t *para
 /** Check the pool in path offline; prints the findings. Returns 0 clean, 1 problems, 2 unreadable. */
 int iocctl_pool_check(const char *path);
 
+/* ---- iocctl_cluster.c ---- */
+
+/** Is word one of the cluster commands (apply, get, describe, delete) that talk to etcd? */
+bool iocctl_cluster_is_command(const char *word);
+
+/** Run a cluster command: parses argv itself (--etcd, -o, -w, -f). Returns the exit status. */
+int iocctl_cluster_main(int argc, char **argv);
+
+/* ---- iocctl_iscsi.c ---- */
+
+/** iscsi target create: vals are IQN, BDEVS, --allow, --chap-user, --chap-secret,
+ *  --mutual-user, --mutual-secret (NULL when absent). Returns the exit status. */
+int iocctl_iscsi_target_create(const struct iocctl_opts *opts, const char *const *vals);
+
+/** iscsi_target_list as IQN LUN BDEV CHAP SESSIONS, then one line per session. */
+void iocctl_print_iscsi_targets(json_t *result);
+
+/* ---- iocctl_vhost.c ---- */
+
+void iocctl_print_vhost_exports(json_t *result);
+
 /* ---- iocctl_print.c ---- */
 
 /** Print a result as indented JSON on stdout. */
@@ -55,6 +76,11 @@ void iocctl_print_bdevs(json_t *result);
 
 /** nbd_export_list as NAME BDEV SIZE ACCESS CONNECTIONS. */
 void iocctl_print_nbd_exports(json_t *result);
+
+/* ---- iocctl_nexus.c ---- */
+
+/** nexus_list as one line per nexus and one per child, with rebuild progress. */
+void iocctl_print_nexus(json_t *result);
 
 /** rpc_get_methods {"detail": true} as METHOD SUMMARY. */
 void iocctl_print_methods(json_t *result);

@@ -20,8 +20,12 @@
 #include "core/log.h"
 #include "core/reactor.h"
 #include "pool/pool.h"
+#include "agent/cp.h"
 #include "rpc/rpc.h"
+#include "target/iscsi/iscsi.h"
 #include "target/nbd/nbd.h"
+#include "target/vhost/vhost.h"
+#include "nexus/nexus.h"
 
 #define IOC_NBD_DEFAULT_LISTEN "127.0.0.1:10809"
 
@@ -30,8 +34,12 @@ struct daemon_opts {
     const char *rpc_socket;
     const char *nbd_listen;
     const char *nbd_socket;
+    const char *iscsi_listen;  /* NULL = no iSCSI target */
     const char *pools[16];  /* --pool PATH: imported at start */
     unsigned npools;
+    struct ioc_agent_opts agent;      /* --node NAME: run the node agent (agent.node set) */
+    struct ioc_controller_opts ctl;   /* --controller */
+    bool controller;
 };
 
 static void
@@ -47,15 +55,22 @@ usage(FILE *out)
             "  -r, --rpc-socket PATH   JSON-RPC unix socket (default %s)\n"
             "  -l, --nbd-listen A:P    NBD TCP address, or 'none' (default %s)\n"
             "  -u, --nbd-socket PATH   also serve NBD on a unix socket\n"
+            "      --iscsi-listen A:P  iSCSI TCP address, or 'none' (default %s)\n"
             "  -p, --poll-mode MODE    adaptive (default), busy or sleep\n"
             "      --pool PATH         import the pool in PATH at start (repeatable)\n"
+            "      --state-dir DIR     where nexuses record their membership (default: memory)\n"
             "      --spin-max-us N     cap of the adaptive spin window (default 20)\n"
             "      --pin-cpus          pin reactor i to CPU i\n"
+            "      --node NAME         run the node agent for NAME (needs --etcd)\n"
+            "      --node-labels K=V,..  labels of this node (placement)\n"
+            "      --controller        run the controller (leader-elected; needs --etcd)\n"
+            "      --etcd URL[,URL]    etcd endpoints (default $IOC_ETCD or http://127.0.0.1:2379)\n"
+            "      --replica-grace D   controller: replace a lost replica after D (default 5m)\n"
             "  -L, --log-level LEVEL   err, warn, notice (default), info, debug\n"
             "  -d, --debug COMPONENT   debug output for a component (nbd, bdev, rpc, all)\n"
             "  -V, --version           print the version\n"
             "  -h, --help              this text\n",
-            IOC_RPC_DEFAULT_SOCKET, IOC_NBD_DEFAULT_LISTEN);
+            IOC_RPC_DEFAULT_SOCKET, IOC_NBD_DEFAULT_LISTEN, IOC_ISCSI_DEFAULT_LISTEN);
 }
 
 static int
@@ -80,10 +95,17 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
         {"rpc-socket", required_argument, NULL, 'r'},
         {"nbd-listen", required_argument, NULL, 'l'},
         {"nbd-socket", required_argument, NULL, 'u'},
+        {"iscsi-listen", required_argument, NULL, 'I'},
         {"poll-mode", required_argument, NULL, 'p'},
         {"spin-max-us", required_argument, NULL, 'S'},
         {"pin-cpus", no_argument, NULL, 'P'},
         {"pool", required_argument, NULL, 'o'},
+        {"state-dir", required_argument, NULL, 'D'},
+        {"node", required_argument, NULL, 'N'},
+        {"node-labels", required_argument, NULL, 'B'},
+        {"controller", no_argument, NULL, 'C'},
+        {"etcd", required_argument, NULL, 'E'},
+        {"replica-grace", required_argument, NULL, 'G'},
         {"log-level", required_argument, NULL, 'L'},
         {"debug", required_argument, NULL, 'd'},
         {"version", no_argument, NULL, 'V'},
@@ -111,6 +133,9 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
         case 'u':
             o->nbd_socket = optarg;
             break;
+        case 'I':
+            o->iscsi_listen = strcmp(optarg, "none") == 0 ? NULL : optarg;
+            break;
         case 'p':
             if (ioc_poll_mode_parse(optarg, &o->reactor.mode) < 0) {
                 fprintf(stderr, "iocd: --poll-mode: expected adaptive, busy or sleep, got '%s'\n",
@@ -133,6 +158,28 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
                 return -EINVAL;
             }
             o->pools[o->npools++] = optarg;
+            break;
+        case 'D':
+            ioc_nexus_set_state_dir(optarg);
+            break;
+        case 'N':
+            o->agent.node = optarg;
+            break;
+        case 'B':
+            o->agent.labels = optarg;
+            break;
+        case 'C':
+            o->controller = true;
+            break;
+        case 'E':
+            o->agent.etcd = o->ctl.etcd = optarg;
+            break;
+        case 'G':
+            if (ioc_duration_parse(optarg, &o->ctl.replica_grace_s) < 0) {
+                fprintf(stderr, "iocd: --replica-grace: expected a duration such as 30s or 5m, "
+                        "got '%s'\n", optarg);
+                return -EINVAL;
+            }
             break;
         case 'L':
             if (ioc_log_set_level(optarg) < 0) {
@@ -203,6 +250,38 @@ bdevs_delete_all(void)
     }
 }
 
+/* The agent and controller come last: they call the RPC socket and serve nothing themselves. */
+static int
+control_plane_start(const struct daemon_opts *o)
+{
+    struct ioc_agent_opts agent = o->agent;
+    struct ioc_controller_opts ctl = o->ctl;
+    const char *env = getenv("IOC_ETCD");
+    struct ioc_err err = {0};
+    int rc;
+
+    if (agent.etcd == NULL) {
+        agent.etcd = ctl.etcd = env != NULL && env[0] != '\0' ? env : "http://127.0.0.1:2379";
+    }
+    if (agent.node != NULL) {
+        agent.rpc_socket = o->rpc_socket;
+        agent.nbd_listen = o->nbd_listen;
+        rc = ioc_agent_start(&agent, &err);
+        if (rc < 0) {
+            IOC_ERR("iocd", "agent: %s", err.msg);
+            return rc;
+        }
+    }
+    if (o->controller) {
+        rc = ioc_controller_start(&ctl, &err);
+        if (rc < 0) {
+            IOC_ERR("iocd", "controller: %s", err.msg);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int
 daemon_start(const struct daemon_opts *o)
 {
@@ -230,9 +309,20 @@ daemon_start(const struct daemon_opts *o)
             return rc;
         }
     }
+    if (o->iscsi_listen != NULL) {
+        rc = ioc_iscsi_target_start(o->iscsi_listen, &err);
+        if (rc < 0) {
+            IOC_ERR("iocd", "iscsi: %s", err.msg[0] ? err.msg : strerror(-rc));
+            return rc;
+        }
+    }
     rc = ioc_rpc_server_start(o->rpc_socket, &err);
     if (rc < 0) {
         IOC_ERR("iocd", "rpc: %s", err.msg[0] ? err.msg : strerror(-rc));
+        return rc;
+    }
+    rc = control_plane_start(o);
+    if (rc < 0) {
         return rc;
     }
     IOC_NOTICE("iocd", "iocd %s ready: %u reactor%s (%s polling), rpc %s, nbd %s%s%s", IOC_VERSION,
@@ -246,9 +336,14 @@ daemon_start(const struct daemon_opts *o)
 static void
 daemon_stop(void)
 {
+    ioc_controller_stop();
+    ioc_agent_stop();
     ioc_rpc_server_stop();
     ioc_nbd_target_stop();
+    ioc_iscsi_target_stop();
+    ioc_iscsi_tgt_delete_all();
     ioc_nbd_export_remove_all();
+    ioc_vhost_export_remove_all();
     ioc_pool_export_all_sync();
     ioc_reactors_stop();
     bdevs_delete_all();
@@ -262,6 +357,8 @@ main(int argc, char **argv)
         .reactor = {.count = 1, .mode = IOC_POLL_MODE_ADAPTIVE},
         .rpc_socket = IOC_RPC_DEFAULT_SOCKET,
         .nbd_listen = IOC_NBD_DEFAULT_LISTEN,
+        .iscsi_listen = IOC_ISCSI_DEFAULT_LISTEN,
+        .ctl = {.replica_grace_s = 300},
     };
     sigset_t set;
     int sig = 0, rc;

@@ -224,9 +224,148 @@ pool_cluster_free_locked(struct ioc_pool *pool, struct pool_vol *vol, uint32_t l
     pool->cstate[c] = POOL_CL_QUAR;
 }
 
+/* ---- releasing freed clusters (see pool_internal.h) ---- */
+
+static void limbo_advance(struct ioc_pool *pool);
+
+static void
+limbo_release(struct ioc_pool *pool)
+{
+    for (size_t i = 0; i < pool->ndraining; i++) {
+        pool->cstate[pool->draining[i]] = POOL_CL_FREE;
+    }
+    pool->nfree += (uint32_t)pool->ndraining;
+    free(pool->draining);
+    pool->draining = NULL;
+    pool->ndraining = 0;
+    limbo_advance(pool);
+}
+
+static void
+limbo_drain_check(void *arg)
+{
+    struct ioc_pool *pool = arg;
+    unsigned busy;
+
+    pthread_mutex_lock(&pool->lock);
+    busy = pool->fast_inflight[pool->drain_bucket];
+    pthread_mutex_unlock(&pool->lock);
+    if (busy == 0 || pool->closing) {
+        limbo_release(pool);
+        return;
+    }
+    if (ioc_timer_start(pool->home, 10, limbo_drain_check, pool) == NULL &&
+        ioc_reactor_send_msg(pool->home, limbo_drain_check, pool) < 0) {
+        IOC_ERR("pool", "pool %s: out of memory waiting for IO to drain; releasing clusters",
+                pool->name);
+        limbo_release(pool);
+    }
+}
+
+/* Start a drain for the committed frees, unless one is under way. */
+static void
+limbo_advance(struct ioc_pool *pool)
+{
+    unsigned busy;
+
+    if (pool->draining != NULL || pool->nlimbo == 0) {
+        return;
+    }
+    pool->draining = pool->limbo;
+    pool->ndraining = pool->nlimbo;
+    pool->limbo = NULL;
+    pool->nlimbo = pool->limbo_cap = 0;
+    pthread_mutex_lock(&pool->lock);
+    pool->drain_bucket = pool->fast_gen & 1;
+    pool->fast_gen++;
+    busy = pool->fast_inflight[pool->drain_bucket];
+    pthread_mutex_unlock(&pool->lock);
+    if (busy == 0) {
+        limbo_release(pool);
+    } else {
+        limbo_drain_check(pool);
+    }
+}
+
+/* The commit recording these frees completed: release them once the IO that saw them drains. */
+static void
+limbo_add(struct ioc_pool *pool, const uint32_t *c, size_t n)
+{
+    if (pool->nlimbo + n > pool->limbo_cap) {
+        size_t cap = IOC_MAX(pool->limbo_cap * 2, pool->nlimbo + n);
+        uint32_t *l = realloc(pool->limbo, cap * sizeof(*l));
+        if (l == NULL) {
+            IOC_WARN("pool", "pool %s: out of memory; %zu clusters stay unused until re-import",
+                     pool->name, n);
+            for (size_t i = 0; i < n; i++) {
+                pool->cstate[c[i]] = POOL_CL_ALLOC;
+            }
+            return;
+        }
+        pool->limbo = l;
+        pool->limbo_cap = cap;
+    }
+    memcpy(pool->limbo + pool->nlimbo, c, n * sizeof(*c));
+    pool->nlimbo += n;
+    limbo_advance(pool);
+}
+
 /* ---- commit ---- */
 
 static void commit_start(struct ioc_pool *pool);
+
+/* Complete a list of commit waiters. */
+static void
+commit_waiters_done(struct pool_commit_waiter *w, int rc)
+{
+    while (w != NULL) {
+        struct pool_commit_waiter *next = w->next;
+        w->cb(w, rc);
+        w = next;
+    }
+}
+
+/*
+ * A commit failed after its superblock write went down: that superblock may
+ * or may not be on disk, so both slots of every page it wrote may be the
+ * current one, and writing either with different bytes could tear the only
+ * good copy. Keep the commit and make its outcome certain by writing exactly
+ * the same bytes again before anything else (commit_start); a torn rewrite
+ * of identical bytes leaves them identical. Its waiters get the error.
+ */
+static void
+commit_keep_for_replay(struct ioc_pool *pool, int rc)
+{
+    struct pool_commit *cm = &pool->commit;
+    struct pool_commit_waiter *w = cm->batch;
+
+    IOC_ERR("pool", "pool %s: metadata commit %llu failed after its superblock write: %s; "
+            "it is written again before any other commit", pool->name,
+            (unsigned long long)cm->seq, strerror(-rc));
+    cm->replay = true;
+    cm->batch = NULL;
+    pool->committing = false;
+    commit_waiters_done(w, rc);
+    if (pool->waiters != NULL && !pool->committing) {
+        commit_start(pool);
+    }
+}
+
+/* The replayed commit is now certain; its waiters still need a commit of their own. */
+static void
+commit_replay_done(struct ioc_pool *pool)
+{
+    struct pool_commit_waiter *w = pool->commit.batch, *last = w;
+
+    while (last != NULL && last->next != NULL) {
+        last = last->next;
+    }
+    if (last != NULL) {
+        last->next = pool->waiters;
+        pool->waiters = w;
+    }
+    pool->commit.batch = NULL;
+}
 
 static void
 commit_end(struct ioc_pool *pool, int rc)
@@ -234,6 +373,14 @@ commit_end(struct ioc_pool *pool, int rc)
     struct pool_commit *cm = &pool->commit;
     struct pool_commit_waiter *w = cm->batch;
 
+    if (rc < 0 && (cm->sb_sent || cm->replay)) {
+        commit_keep_for_replay(pool, rc);
+        return;
+    }
+    if (rc == 0 && cm->replay) {
+        commit_replay_done(pool);
+        w = NULL;
+    }
     if (rc == 0) {
         for (uint32_t i = 0; i < cm->npages; i++) {
             uint32_t p = cm->pages[i];
@@ -243,10 +390,7 @@ commit_end(struct ioc_pool *pool, int rc)
         if (cm->npages > 0) {
             pool->meta->sb.seq = cm->seq;
         }
-        for (size_t i = 0; i < cm->nquar; i++) {
-            pool->cstate[cm->quar[i]] = POOL_CL_FREE;
-        }
-        pool->nfree += (uint32_t)cm->nquar;
+        limbo_add(pool, cm->quar, cm->nquar);
     } else {
         IOC_ERR("pool", "pool %s: metadata commit %llu failed: %s", pool->name,
                 (unsigned long long)cm->seq, strerror(-rc));
@@ -267,11 +411,7 @@ commit_end(struct ioc_pool *pool, int rc)
     free(cm->quar);
     memset(cm, 0, sizeof(*cm));
     pool->committing = false;
-    while (w != NULL) {
-        struct pool_commit_waiter *next = w->next;
-        w->cb(w, rc);
-        w = next;
-    }
+    commit_waiters_done(w, rc);
     if (pool->waiters != NULL) {
         commit_start(pool);
     }
@@ -315,11 +455,14 @@ commit_flush1_done(struct ioc_bdev_io *io, void *arg)
         commit_end(pool, 0); /* nothing changed: the flush was all */
         return;
     }
-    if (rc == 0) {
+    if (rc == 0 && !cm->replay) {
         uint64_t seq = pool->meta->sb.seq;
         pool->meta->sb.seq = cm->seq;
         ioc_pool_meta_sb_build(pool->meta, sb);
         pool->meta->sb.seq = seq;
+    }
+    if (rc == 0) {
+        cm->sb_sent = true;
         rc = pool_base_io(pool, IOC_IO_WRITE, (cm->seq & 1) * IOC_POOL_PAGE_SIZE,
                           IOC_POOL_PAGE_SIZE, sbuf, commit_sb_done, pool);
     }
@@ -392,7 +535,8 @@ commit_start(struct ioc_pool *pool)
     pool->committing = true;
     cm->batch = pool->waiters;
     pool->waiters = NULL;
-    rc = commit_prepare(pool);
+    cm->status = 0;
+    rc = cm->replay ? 0 : commit_prepare(pool); /* a replay rewrites the kept images */
     if (rc < 0) {
         commit_end(pool, rc);
         return;
@@ -437,6 +581,8 @@ pool_free(struct ioc_pool *pool)
     free(pool->cstate);
     free(pool->dirty);
     free(pool->quar);
+    free(pool->limbo);
+    free(pool->draining);
     pthread_mutex_destroy(&pool->lock);
     ioc_bdev_put(&pool->base);
     free(pool);
@@ -960,6 +1106,14 @@ export_after_commit_msg(void *arg)
 {
     struct pool_export_ctx *ctx = arg;
 
+    if (ctx->pool->draining != NULL) {
+        /* A drain timer still refers to the pool; closing makes it end at its next check. */
+        if (ioc_timer_start(ctx->pool->home, 10, export_after_commit_msg, ctx) != NULL ||
+            ioc_reactor_send_msg(ctx->pool->home, export_after_commit_msg, ctx) == 0) {
+            return;
+        }
+    }
+
     export_after_commit(ctx, ctx->commit_rc);
 }
 
@@ -986,6 +1140,9 @@ ioc_pool_export(struct ioc_pool *pool, bool destroy, struct ioc_err *err, ioc_po
 
     if (pool->closing) {
         return ioc_err_set(err, -EBUSY, "pool '%s' is already being exported", pool->name);
+    }
+    if (pool->quiescing > 0) {
+        return ioc_err_set(err, -EBUSY, "pool '%s' has a snapshot under way", pool->name);
     }
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) {

@@ -49,6 +49,10 @@ struct pool_vbdev {
     struct ioc_pool *pool;
     struct pool_vol *vol;
     bool read_only;
+    /* Snapshot quiescing, under pool->lock (pool_io.c vio_gate). */
+    unsigned inflight;          /* modifying IOs admitted and not yet completed */
+    bool frozen;                /* a snapshot is switching maps: new modifying IOs wait */
+    struct ioc_bdev_io *held;   /* those IOs, chained through their vio_ctx */
 };
 
 /* A first write to (vol, lc) in flight: later writers of that cluster wait on it. */
@@ -70,6 +74,8 @@ struct pool_commit {
     int status;
     uint32_t *quar;                   /* clusters freed by this commit */
     size_t nquar;
+    bool sb_sent;                     /* the superblock write went down */
+    bool replay;                      /* failed after sb_sent: rewrite it byte for byte */
 };
 
 struct ioc_pool {
@@ -99,7 +105,21 @@ struct ioc_pool {
     bool committing;
     struct pool_commit_waiter *waiters; /* for the next commit */
     struct pool_commit commit;
+    /*
+     * Freed clusters are reused only once no fast-path IO that could have
+     * looked them up before the free is still in flight (pool.c limbo_*):
+     * fast-path IOs count themselves in fast_inflight[fast_gen & 1] under
+     * the lock; a release flips fast_gen and waits for the old count to drain.
+     */
+    uint32_t fast_gen;
+    unsigned fast_inflight[2];
+    uint32_t *limbo;                  /* committed frees waiting for the next drain */
+    size_t nlimbo, limbo_cap;
+    uint32_t *draining;               /* the frees the drain under way will release */
+    size_t ndraining;
+    unsigned drain_bucket;
     bool closing;
+    unsigned quiescing;               /* snapshots waiting for writes to drain */
     struct ioc_pool *next;
 };
 
@@ -132,6 +152,11 @@ json_t *pool_info_json(struct ioc_pool *pool);
 
 /* pool_io.c */
 extern const struct ioc_bdev_ops g_pool_vbdev_ops;
+/* Stop admitting modifying IOs to vb; true when none is in flight any more. Home reactor. */
+bool pool_vbdev_freeze(struct pool_vbdev *vb);
+bool pool_vbdev_drained(struct pool_vbdev *vb);
+/* Admit modifying IOs again and resubmit the ones held meanwhile. */
+void pool_vbdev_thaw(struct pool_vbdev *vb);
 /* Pool cluster holding lc as seen by vol (through parents), or UINT32_MAX for a hole. */
 uint32_t pool_resolve(const struct pool_vol *vol, uint32_t lc);
 

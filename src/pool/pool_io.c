@@ -32,10 +32,20 @@
  * becomes reusable once committed), then fails the IO with -ENOSPC. Reads,
  * writes to owned clusters and other volumes carry on.
  *
- * Not done: a write racing with a TRIM of the same cluster on another
- * reactor may land in a cluster that was just freed; the cluster is not
- * reused before a commit completes, so only the racing volume's own
- * (undefined) range is affected. Splitting slow-path IO across reactors.
+ * Races with frees: a fast-path IO looks its cluster up under the lock and
+ * then goes to the base without it, so a TRIM (or delete, merge, shrink) on
+ * the home reactor may free that cluster meanwhile. The IO is counted in
+ * the pool's current fast generation until it completes, and a freed
+ * cluster becomes allocatable only after the commit recording the free AND
+ * a generation flip whose old count has drained (pool.c limbo_*). So such a
+ * write lands in a cluster nobody else owns yet (its range is undefined, as
+ * for any write racing a TRIM of the same range), and a racing read never
+ * sees another volume's data.
+ *
+ * Snapshots quiesce: modifying IOs are admitted through vio_gate, counted
+ * per bdev, and held while a snapshot is switching maps (pool_vol.c).
+ *
+ * Not done: splitting slow-path IO across reactors.
  */
 #include "ioc/common.h"
 
@@ -58,6 +68,7 @@ struct vio_ctx {
     int seg_iovcnt;
     uint8_t *cow_buf;
     struct pool_alloc *alloc;
+    unsigned fast_bucket;     /* fast path: the pool's fast_inflight slot it counted in */
 };
 _Static_assert(sizeof(struct vio_ctx) <= IOC_BDEV_IO_CTX_MAX, "vio ctx too large");
 
@@ -101,11 +112,99 @@ vio_complete_msg(void *arg)
 }
 
 /* Complete on the submitting reactor, never inline. */
+/* ---- snapshot quiescing: modifying IOs are counted, and held while frozen ---- */
+
+static bool
+vio_modifies(enum ioc_io_type t)
+{
+    return t == IOC_IO_WRITE || t == IOC_IO_UNMAP || t == IOC_IO_WRITE_ZEROES;
+}
+
+/* Admit a modifying IO (true), or hold it until the snapshot thaws the bdev (false). */
+static bool
+vio_gate(struct ioc_bdev_io *io)
+{
+    struct pool_vbdev *vb = vio_vb(io);
+    bool admitted;
+
+    pthread_mutex_lock(&vb->pool->lock);
+    admitted = !vb->frozen;
+    if (admitted) {
+        vb->inflight++;
+    } else {
+        vio_ctx(io)->wait_next = vb->held;
+        vb->held = io;
+    }
+    pthread_mutex_unlock(&vb->pool->lock);
+    return admitted;
+}
+
+/* The IO's effect on the base is over (done or failed). */
+static void
+vio_ungate(struct ioc_bdev_io *io)
+{
+    struct pool_vbdev *vb = vio_vb(io);
+
+    if (vio_modifies(io->type)) {
+        pthread_mutex_lock(&vb->pool->lock);
+        vb->inflight--;
+        pthread_mutex_unlock(&vb->pool->lock);
+    }
+}
+
+bool
+pool_vbdev_freeze(struct pool_vbdev *vb)
+{
+    pthread_mutex_lock(&vb->pool->lock);
+    vb->frozen = true;
+    pthread_mutex_unlock(&vb->pool->lock);
+    return pool_vbdev_drained(vb);
+}
+
+bool
+pool_vbdev_drained(struct pool_vbdev *vb)
+{
+    bool drained;
+
+    pthread_mutex_lock(&vb->pool->lock);
+    drained = vb->inflight == 0;
+    pthread_mutex_unlock(&vb->pool->lock);
+    return drained;
+}
+
+static void vio_submit(struct ioc_bdev_io *io);
+
+static void
+vio_resubmit_msg(void *arg)
+{
+    vio_submit(arg);
+}
+
+void
+pool_vbdev_thaw(struct pool_vbdev *vb)
+{
+    struct ioc_bdev_io *io;
+
+    pthread_mutex_lock(&vb->pool->lock);
+    vb->frozen = false;
+    io = vb->held;
+    vb->held = NULL;
+    pthread_mutex_unlock(&vb->pool->lock);
+    while (io != NULL) {
+        struct ioc_bdev_io *next = vio_ctx(io)->wait_next;
+        if (ioc_reactor_send_msg(io->reactor, vio_resubmit_msg, io) < 0) {
+            ioc_bdev_io_complete(io, -ENOMEM); /* better on the wrong thread than never */
+        }
+        io = next;
+    }
+}
+
 static void
 vio_complete(struct ioc_bdev_io *io, int rc)
 {
     struct vio_ctx *ctx = vio_ctx(io);
 
+    vio_ungate(io);
     free(ctx->seg_iov);
     ctx->seg_iov = NULL;
     ctx->status = rc;
@@ -419,7 +518,8 @@ vio_cow(struct ioc_bdev_io *io, struct pool_vol *vol, uint32_t lc)
         return;
     }
     rc = pool_cluster_alloc(pool, &c);
-    if (rc == -ENOSPC && !ctx->enospc_retried && (pool->nquar > 0 || pool->committing)) {
+    if (rc == -ENOSPC && !ctx->enospc_retried &&
+        (pool->nquar > 0 || pool->committing || pool->nlimbo > 0 || pool->draining != NULL)) {
         ctx->enospc_retried = true; /* freed space becomes usable once committed */
         ctx->cw.cb = vio_enospc_retry;
         pool_commit(pool, &ctx->cw);
@@ -578,11 +678,26 @@ vio_to_home(struct ioc_bdev_io *io)
     if (ioc_reactor_self() == pool->home) {
         vio_dispatch(io);
     } else if (ioc_reactor_send_msg(pool->home, vio_dispatch_msg, io) < 0) {
+        vio_ungate(io);
         ioc_bdev_io_complete_deferred(io, -ENOMEM);
     }
 }
 
 /* ---- hot path, any reactor ---- */
+
+/* The fast-path IO is over: uncount it (see fast_gen in pool_internal.h) and ungate it. */
+static void
+vio_fast_end(struct ioc_bdev_io *io)
+{
+    struct pool_vbdev *vb = vio_vb(io);
+
+    pthread_mutex_lock(&vb->pool->lock);
+    vb->pool->fast_inflight[vio_ctx(io)->fast_bucket]--;
+    if (vio_modifies(io->type)) {
+        vb->inflight--;
+    }
+    pthread_mutex_unlock(&vb->pool->lock);
+}
 
 static void
 vio_fast_done(struct ioc_bdev_io *child, void *arg)
@@ -591,6 +706,7 @@ vio_fast_done(struct ioc_bdev_io *child, void *arg)
     int rc = child->status;
 
     ioc_bdev_io_free(child);
+    vio_fast_end(io);
     ioc_bdev_io_complete(io, rc);
 }
 
@@ -607,16 +723,22 @@ vio_fast(struct ioc_bdev_io *io)
     if (((io->offset + io->length - 1) >> pool->cluster_shift) != lc) {
         return false;
     }
+    child = ioc_bdev_io_alloc(pool->base);
+    if (child == NULL) {
+        return false;
+    }
     pthread_mutex_lock(&pool->lock);
     if (vb->vol != NULL && lc < vb->vol->n_lcl) {
         c = io->type == IOC_IO_WRITE ? vb->vol->map[lc] - 1 : pool_resolve(vb->vol, lc);
     }
+    if (c != UINT32_MAX) {
+        /* Counted until it completes: the cluster is not reused before (pool.c limbo_*). */
+        vio_ctx(io)->fast_bucket = pool->fast_gen & 1;
+        pool->fast_inflight[pool->fast_gen & 1]++;
+    }
     pthread_mutex_unlock(&pool->lock);
     if (c == UINT32_MAX) {
-        return false;
-    }
-    child = ioc_bdev_io_alloc(pool->base);
-    if (child == NULL) {
+        ioc_bdev_io_free(child);
         return false;
     }
     ioc_bdev_io_prep_rw(child, io->type,
@@ -626,6 +748,7 @@ vio_fast(struct ioc_bdev_io *io)
     rc = ioc_bdev_io_submit(child);
     if (rc < 0) {
         ioc_bdev_io_free(child);
+        vio_fast_end(io);
         ioc_bdev_io_complete_deferred(io, rc);
     }
     return true;
@@ -669,6 +792,9 @@ vio_submit(struct ioc_bdev_io *io)
         io->type != IOC_IO_FLUSH) {
         ioc_bdev_io_complete_deferred(io, -EROFS);
         return;
+    }
+    if (vio_modifies(io->type) && !vio_gate(io)) {
+        return; /* held until the snapshot under way thaws the bdev */
     }
     switch (io->type) {
     case IOC_IO_BLOCK_STATUS:

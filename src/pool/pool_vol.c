@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "pool/pool_internal.h"
 
 #define POOL_VOL_MAX_CLUSTERS (1u << 24)
@@ -412,9 +413,9 @@ vol_snapshot_swap(struct ioc_pool *pool, struct pool_vol *v, struct pool_vol *s,
     pool_dirty_vt(pool, n);
 }
 
-int
-ioc_pool_volume_snapshot(struct ioc_pool *pool, const char *name, const char *snap,
-                         struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
+static int
+vol_snapshot_now(struct ioc_pool *pool, const char *name, const char *snap,
+                 struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
 {
     struct pool_vol *v, *s = NULL;
     uint32_t n, *fresh = NULL;
@@ -453,6 +454,87 @@ ioc_pool_volume_snapshot(struct ioc_pool *pool, const char *name, const char *sn
         }
     }
     return vol_op_commit(pool, cb, cb_arg, err);
+}
+
+/*
+ * Quiescing: the volume's bdev is frozen (new writes, unmaps and zeroings
+ * are held in the bdev), the writes already admitted drain, the maps are
+ * switched, and the bdev thaws, resubmitting what it held. So every write
+ * completed before the snapshot was requested is in the snapshot, every
+ * write submitted after it returns is not, and no write lands in the
+ * snapshot's clusters after it was taken.
+ */
+struct snap_ctx {
+    struct ioc_pool *pool;
+    struct ioc_bdev *bdev;        /* a reference to the volume's bdev */
+    struct pool_vbdev *vb;
+    char name[IOC_POOL_NAME_MAX];
+    char snap[IOC_POOL_NAME_MAX];
+    struct ioc_err *err;
+    ioc_pool_cb cb;
+    void *cb_arg;
+};
+
+static void
+snap_drain_check(void *arg)
+{
+    struct snap_ctx *ctx = arg;
+    int rc;
+
+    if (!pool_vbdev_drained(ctx->vb)) {
+        if (ioc_timer_start(ioc_reactor_self(), 20, snap_drain_check, ctx) == NULL &&
+            ioc_reactor_send_msg(ioc_reactor_self(), snap_drain_check, ctx) < 0) {
+            IOC_ERR("pool", "pool %s: out of memory waiting for writes to drain; "
+                    "taking snapshot %s now", ctx->pool->name, ctx->snap);
+        } else {
+            return;
+        }
+    }
+    rc = vol_snapshot_now(ctx->pool, ctx->name, ctx->snap, ctx->err, ctx->cb, ctx->cb_arg);
+    pool_vbdev_thaw(ctx->vb);
+    ctx->pool->quiescing--;
+    if (rc < 0) {
+        pool_cb_later(ctx->cb, ctx->cb_arg, rc);
+    }
+    ioc_bdev_put(&ctx->bdev);
+    free(ctx);
+}
+
+int
+ioc_pool_volume_snapshot(struct ioc_pool *pool, const char *name, const char *snap,
+                         struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
+{
+    struct snap_ctx *ctx;
+    struct pool_vol *v;
+    int rc;
+
+    rc = vol_lookup(pool, "volume", name, &v, err);
+    if (rc == 0) {
+        rc = vol_name_free(pool, "name", snap, err);
+    }
+    if (rc == 0 && v->vb != NULL && v->vb->frozen) {
+        rc = ioc_err_set(err, -EBUSY, "volume: a snapshot of '%s/%s' is already under way",
+                         pool->name, name);
+    }
+    if (rc < 0 || v->vb == NULL) {
+        return rc < 0 ? rc : vol_snapshot_now(pool, name, snap, err, cb, cb_arg);
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        return ioc_err_set(err, -ENOMEM, "out of memory");
+    }
+    *ctx = (struct snap_ctx){.pool = pool, .vb = v->vb, .bdev = &v->vb->bdev, .err = err,
+                             .cb = cb, .cb_arg = cb_arg};
+    snprintf(ctx->name, sizeof(ctx->name), "%s", name);
+    snprintf(ctx->snap, sizeof(ctx->snap), "%s", snap);
+    if (ioc_reactor_send_msg(ioc_reactor_self(), snap_drain_check, ctx) < 0) {
+        free(ctx);
+        return ioc_err_set(err, -ENOMEM, "out of memory");
+    }
+    ioc_bdev_get(ctx->bdev);
+    pool->quiescing++;
+    pool_vbdev_freeze(ctx->vb);
+    return 0;
 }
 
 /* Snapshot s with one child c: hand c the clusters it does not override. Under the lock. */
@@ -508,8 +590,9 @@ ioc_pool_volume_delete(struct ioc_pool *pool, const char *name, struct ioc_err *
         rc = ioc_err_set(err, -EBUSY, "name: snapshot '%s/%s' has %u children; delete all but "
                          "one first", pool->name, name, v->children);
     }
-    if (rc == 0 && vol_has_allocs(pool, v)) {
-        rc = ioc_err_set(err, -EBUSY, "name: '%s/%s' has writes in flight", pool->name, name);
+    if (rc == 0 && (vol_has_allocs(pool, v) || (v->vb != NULL && v->vb->frozen))) {
+        rc = ioc_err_set(err, -EBUSY, "name: '%s/%s' has writes in flight or a snapshot under "
+                         "way", pool->name, name);
     }
     if (rc == 0) {
         rc = vol_vbdev_unregister(v, err);
@@ -552,6 +635,10 @@ ioc_pool_volume_resize(struct ioc_pool *pool, const char *name, uint64_t size,
     }
     if (rc == 0) {
         rc = vol_size_check(pool, size, err);
+    }
+    if (rc == 0 && v->vb != NULL && v->vb->frozen) {
+        rc = ioc_err_set(err, -EBUSY, "name: a snapshot of '%s/%s' is under way", pool->name,
+                         name);
     }
     if (rc == 0 && size < pool_vd(pool, v)->size && (v->parent != NULL || vol_has_allocs(pool, v))) {
         rc = ioc_err_set(err, -ENOTSUP, "size: cannot shrink '%s/%s': it has a parent snapshot "

@@ -36,7 +36,7 @@ def make_iocd(tmp_path, request):
 
     problems = []
     for d in started:
-        if d.proc is None:
+        if d.proc is None or d.stopped:
             continue
         if not d.alive():
             problems.append(f"iocd (pid {d.pid}) died during the test: exit status "

@@ -33,6 +33,13 @@ PACKAGES = {
     "fusermount3": "fuse3",
     "fio": "fio",
     "fincore": "util-linux",
+    "iscsi-test-cu": "libiscsi-bin",
+    "iscsi-ls": "libiscsi-bin",
+    "iscsi-inq": "libiscsi-bin",
+    "iscsi-perf": "libiscsi-bin",
+    "iscsi-readcapacity16": "libiscsi-bin",
+    "tgtd": "tgt",
+    "tgtadm": "tgt",
 }
 
 
@@ -170,6 +177,7 @@ class Iocd:
         self.extra_args = list(args)
         self.proc = None
         self.port = None
+        self.stopped = False   # stop() was called: teardown has nothing to check
         self._id = 0
 
     # lifecycle
@@ -184,6 +192,7 @@ class Iocd:
             cmd = [str(self.binary), "--rpc-socket", self.sock,
                    "--nbd-listen", f"127.0.0.1:{self.port}",
                    "--nbd-socket", self.nbd_sock,
+                   *self._iscsi_default(),
                    "--log-level", "info", *self.extra_args]
             self.log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
@@ -206,6 +215,12 @@ class Iocd:
         pytest.fail(f"iocd exited with status {self.proc.returncode} at "
                     f"startup\n{self.log_tail()}", pytrace=False)
 
+    def _iscsi_default(self):
+        """Several iocd run at once: no iSCSI port unless the test asks for one."""
+        if any(a.startswith("--iscsi-listen") for a in self.extra_args):
+            return []
+        return ["--iscsi-listen", "none"]
+
     @property
     def pid(self):
         return self.proc.pid
@@ -217,6 +232,7 @@ class Iocd:
         """SIGTERM by PID, SIGKILL after timeout. Returns (status, killed)."""
         if self.proc is None:
             return 0, False
+        self.stopped = True
         killed = False
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bdev/bdev_module.h"
+#include "bdev/error/bdev_error.h"
 #include "bdev/file/bdev_file.h"
 #include "core/reactor.h"
 #include "pool/pool.h"
@@ -544,6 +545,117 @@ test_pool_attrs_and_resize_persist(void **state)
     pool_teardown();
 }
 
+/* Submit without waiting; the caller polls res.done. */
+static struct ioc_bdev_io *
+vio_start(const char *bdev_name, enum ioc_io_type type, uint64_t off, uint64_t len, void *buf,
+          struct io_result *res)
+{
+    struct ioc_bdev *bdev = ioc_bdev_get_by_name(bdev_name);
+    struct ioc_bdev_io *io = ioc_bdev_io_alloc(bdev);
+
+    io->iov_single.iov_base = buf;
+    io->iov_single.iov_len = len;
+    ioc_bdev_io_prep_rw(io, type, off, len, &io->iov_single, 1, 0, io_done, res);
+    assert_int_equal(ioc_bdev_io_submit(io), 0);
+    ioc_bdev_put(&bdev);
+    return io;
+}
+
+/*
+ * A write in flight when a snapshot is requested ends up in the snapshot; a
+ * write submitted while the snapshot waits for it is held and lands in the
+ * volume only. Neither changes the snapshot afterwards.
+ */
+static void
+test_pool_snapshot_quiesces_writes(void **state)
+{
+    struct io_result r1 = {0}, r2 = {0};
+    struct op_result rs = {0};
+    struct ioc_err e = {0};
+    struct ioc_bdev_io *w1, *w2;
+    uint8_t *b1 = malloc(4096), *b2 = malloc(4096);
+
+    (void)state;
+    pool_setup(16 << 20);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "v", 1 << 20, true, err, cb, cb_arg)), 0);
+    write_pattern("p/v", 0, CS, 1);                  /* cluster 0 owned: the hot path */
+    fill(b1, 4096, 2);
+    fill(b2, 4096, 3);
+    w1 = vio_start("p/v", IOC_IO_WRITE, 0, 4096, b1, &r1);
+    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s", &e, op_done, &rs), 0);
+    w2 = vio_start("p/v", IOC_IO_WRITE, 4096, 4096, b2, &r2);
+    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s2", &e, op_done, &rs),
+                     -EBUSY);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &r1.done, 5000), 0);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &rs.done, 5000), 0);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &r2.done, 5000), 0);
+    assert_int_equal(r1.status, 0);
+    assert_int_equal(r2.status, 0);
+    assert_int_equal(rs.calls, 1);
+    assert_int_equal(rs.rc, 0);
+    ioc_bdev_io_free(w1);
+    ioc_bdev_io_free(w2);
+    expect_pattern("p/s", 0, 4096, 2);
+    expect_pattern("p/s", 4096, 4096, (uint8_t)(1 + 4096 * 7));
+    expect_pattern("p/v", 0, 4096, 2);
+    expect_pattern("p/v", 4096, 4096, 3);
+    free(b1);
+    free(b2);
+    pool_teardown();
+}
+
+/*
+ * A fast-path write still in flight when a TRIM frees its cluster must not
+ * land in that cluster after another volume got it: the cluster is reused
+ * only once that write has completed. The write is held 1 s by an error bdev
+ * delay; meanwhile the pool is full, so the only cluster to allocate is it.
+ */
+static void
+test_pool_write_racing_trim_never_hits_reused_cluster(void **state)
+{
+    struct ioc_bdev_file_opts fo = {.name = "base", .path = g_path, .size = 4 << 20};
+    struct ioc_pool_create_opts po = {.name = "p", .bdev = "e", .cluster_size = CS};
+    struct ioc_error_rule rule = {.io_types = 1u << IOC_IO_WRITE, .length = CS, .count = 1,
+                                  .delay_us = 1000000};
+    struct ioc_pool_layout l;
+    struct io_result rw = {0};
+    struct ioc_bdev_io *w;
+    uint8_t *buf = malloc(CS), *wbuf = malloc(4096);
+    int rc;
+
+    (void)state;
+    unlink(g_path);
+    assert_int_equal(ioc_pool_layout_compute(4 << 20, CS, &l, NULL), 0);
+    assert_int_equal(ioc_bdev_file_create(&fo, NULL), 0);
+    assert_int_equal(ioc_bdev_error_create("e", "base", NULL), 0);
+    assert_int_equal(OP(ioc_pool_create(&po, err, cb, cb_arg)), 0);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "v", 64 << 20, true, err, cb, cb_arg)), 0);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "w", 1 << 20, true, err, cb, cb_arg)), 0);
+    for (uint32_t i = 0; i < l.n_clusters; i++) {
+        write_pattern("p/v", (uint64_t)i * CS, CS, 1); /* cluster i, allocated in order */
+    }
+    rule.offset = l.data_offset;
+    assert_int_equal(ioc_bdev_error_inject("e", &rule, NULL), 0);
+    fill(wbuf, 4096, 9);
+    w = vio_start("p/v", IOC_IO_WRITE, 0, 4096, wbuf, &rw); /* held in the error bdev */
+    assert_int_equal(vio("p/v", IOC_IO_UNMAP, 0, CS, NULL, 0), 0);
+    assert_int_equal(vio("p/v", IOC_IO_FLUSH, 0, 0, NULL, 0), 0);
+    fill(buf, CS, 5);
+    rc = vio("p/w", IOC_IO_WRITE, 0, CS, buf, 0);
+    assert_true(rc == 0 || rc == -ENOSPC);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &rw.done, 10000), 0);
+    ioc_bdev_io_free(w);
+    if (rc == -ENOSPC) {
+        assert_int_equal(vio("p/w", IOC_IO_WRITE, 0, CS, buf, 0), 0); /* released now */
+    }
+    expect_pattern("p/w", 0, CS, 5);
+    free(buf);
+    free(wbuf);
+    assert_int_equal(OP(ioc_pool_export(P(), false, err, cb, cb_arg)), 0);
+    assert_int_equal(ioc_bdev_delete("e", NULL), 0);
+    assert_int_equal(ioc_bdev_delete("base", NULL), 0);
+}
+
 static int
 setup(void **state)
 {
@@ -578,6 +690,8 @@ main(void)
         cmocka_unit_test(test_pool_corrupt_sb_slot_falls_back),
         cmocka_unit_test(test_pool_torn_page_detected),
         cmocka_unit_test(test_pool_attrs_and_resize_persist),
+        cmocka_unit_test(test_pool_snapshot_quiesces_writes),
+        cmocka_unit_test(test_pool_write_racing_trim_never_hits_reused_cluster),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,433 @@
+/*
+ * lib/vblk/vblk_queue.c - libvblk data path: split virtqueues in shared memory.
+ *
+ * What: vblk_queue_submit() turns a request into a descriptor chain
+ * (header, data segments, status byte) and puts its head in the avail ring;
+ * vblk_queue_kick() publishes the batch with one store of avail->idx and
+ * writes the kick eventfd only if the backend has not set
+ * VRING_USED_F_NO_NOTIFY (it is polling); vblk_queue_poll() reaps the used
+ * ring; vblk_queue_wait() waits per notification mode.
+ *
+ * Notification modes:
+ *   eventfd   VRING_AVAIL_F_NO_INTERRUPT clear: the backend writes the call
+ *             eventfd after each batch of completions; we sleep in poll(2).
+ *   busy      NO_INTERRUPT set: the backend never signals; we spin.
+ *   adaptive  NO_INTERRUPT set while spinning for a window equal to twice the
+ *             mean time completions took to arrive (capped at spin_max_ns;
+ *             zero when that mean is far above the cap, i.e. the device is
+ *             idle or slow); past the window, clear NO_INTERRUPT, recheck the
+ *             ring (the backend may have completed in between: store flag,
+ *             full fence, load idx; the backend does store idx, full fence,
+ *             load flag, so one of us sees the other), and sleep.
+ *
+ * Trust: the backend can write anything into shared memory. Free lists,
+ * chain lengths and cookies are private; a used element naming a descriptor
+ * we did not hand out is ignored, so a broken backend cannot make us free a
+ * chain twice or return a stale cookie.
+ *
+ * Not done: EVENT_IDX, indirect descriptors, out-of-order completion beyond
+ * what the used ring gives (it is handled: slots are per head).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/vblk/vblk_internal.h"
+
+#define VBLK_ALIGN(x, a) (((x) + (a) - 1) & ~(size_t)((a) - 1))
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ layout */
+
+static size_t
+avail_size(unsigned n)
+{
+    return 4 + 2 * (size_t)n + 2;
+}
+
+static size_t
+used_size(unsigned n)
+{
+    return 4 + 8 * (size_t)n + 2;
+}
+
+size_t
+vblk_queue_layout_size(unsigned n)
+{
+    return VBLK_ALIGN(16 * (size_t)n, 64) + VBLK_ALIGN(avail_size(n), 64) +
+           VBLK_ALIGN(used_size(n), 64) + sizeof(struct vblk_slot) * n;
+}
+
+void
+vblk_queue_layout(struct vblk_queue *q, uint8_t *base, unsigned n)
+{
+    q->size = n;
+    q->desc = (struct vring_desc *)base;
+    base += VBLK_ALIGN(16 * (size_t)n, 64);
+    q->avail = (struct vring_avail *)base;
+    base += VBLK_ALIGN(avail_size(n), 64);
+    q->used = (struct vring_used *)base;
+    base += VBLK_ALIGN(used_size(n), 64);
+    q->slots = (struct vblk_slot *)base;
+}
+
+int
+vblk_queue_init_private(struct vblk_queue *q)
+{
+    q->next_free = calloc(q->size, sizeof(*q->next_free));
+    q->chain_len = calloc(q->size, sizeof(*q->chain_len));
+    q->cookies = calloc(q->size, sizeof(*q->cookies));
+    if (q->next_free == NULL || q->chain_len == NULL || q->cookies == NULL) {
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < q->size; i++) {
+        q->next_free[i] = (uint16_t)(i + 1);
+    }
+    q->free_head = 0;
+    q->nr_free = q->size;
+    q->avail->flags = q->mode == VBLK_MODE_EVENTFD ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
+    return 0;
+}
+
+void
+vblk_queue_fini_private(struct vblk_queue *q)
+{
+    free(q->next_free);
+    free(q->chain_len);
+    free(q->cookies);
+    q->next_free = q->chain_len = NULL;
+    q->cookies = NULL;
+}
+
+/* ------------------------------------------------------------ submit */
+
+static bool
+in_shared(const struct vblk *v, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+
+    return b >= v->mem && len <= v->mem_len && (size_t)(b - v->mem) <= v->mem_len - len;
+}
+
+static uint16_t
+desc_take(struct vblk_queue *q, uint16_t prev, uint64_t addr, uint32_t len, uint16_t flags)
+{
+    uint16_t d = q->free_head;
+
+    q->free_head = q->next_free[d];
+    q->nr_free--;
+    q->desc[d] = (struct vring_desc){.addr = addr, .len = len, .flags = flags};
+    if (prev != UINT16_MAX) {
+        q->desc[prev].flags |= VRING_DESC_F_NEXT;
+        q->desc[prev].next = d;
+        q->next_free[prev] = d; /* private copy of the chain link */
+    }
+    return d;
+}
+
+static int
+submit_check(struct vblk_queue *q, enum vblk_op op, uint64_t offset, uint64_t length,
+             const struct iovec *iov, int iovcnt, uint64_t *bytes)
+{
+    const struct vblk *v = q->v;
+
+    *bytes = 0;
+    if (!vblk_supports(v, op) || op > VBLK_OP_GET_ID) {
+        return op == VBLK_OP_WRITE ? -EROFS : -ENOTSUP;
+    }
+    if ((op == VBLK_OP_DISCARD || op == VBLK_OP_WRITE_ZEROES) && vblk_read_only(v)) {
+        return -EROFS;
+    }
+    if (op == VBLK_OP_READ || op == VBLK_OP_WRITE || op == VBLK_OP_GET_ID) {
+        if (iovcnt <= 0 || (unsigned)iovcnt > v->seg_max) {
+            return -EINVAL;
+        }
+        for (int i = 0; i < iovcnt; i++) {
+            if (iov[i].iov_len == 0 || iov[i].iov_len > UINT32_MAX ||
+                !in_shared(v, iov[i].iov_base, iov[i].iov_len)) {
+                return iov[i].iov_len == 0 ? -EINVAL : -EFAULT;
+            }
+            *bytes += iov[i].iov_len;
+        }
+        length = op == VBLK_OP_GET_ID ? 0 : *bytes;
+    }
+    if (op == VBLK_OP_FLUSH || op == VBLK_OP_GET_ID) {
+        return 0;
+    }
+    if (offset % VIRTIO_BLK_SECTOR || length % VIRTIO_BLK_SECTOR || length == 0 ||
+        offset > v->capacity || length > v->capacity - offset) {
+        return -EINVAL;
+    }
+    if (op != VBLK_OP_READ && op != VBLK_OP_WRITE && length / VIRTIO_BLK_SECTOR > UINT32_MAX) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const uint32_t g_op_type[] = {
+    [VBLK_OP_READ] = VIRTIO_BLK_T_IN,           [VBLK_OP_WRITE] = VIRTIO_BLK_T_OUT,
+    [VBLK_OP_FLUSH] = VIRTIO_BLK_T_FLUSH,       [VBLK_OP_DISCARD] = VIRTIO_BLK_T_DISCARD,
+    [VBLK_OP_WRITE_ZEROES] = VIRTIO_BLK_T_WRITE_ZEROES, [VBLK_OP_GET_ID] = VIRTIO_BLK_T_GET_ID,
+};
+
+int
+vblk_queue_submit(struct vblk_queue *q, enum vblk_op op, uint64_t offset, uint64_t length,
+                  const struct iovec *iov, int iovcnt, void *cookie)
+{
+    bool dwz = op == VBLK_OP_DISCARD || op == VBLK_OP_WRITE_ZEROES;
+    bool data = op == VBLK_OP_READ || op == VBLK_OP_WRITE || op == VBLK_OP_GET_ID;
+    unsigned need = 2 + (data ? (unsigned)iovcnt : 0) + (dwz ? 1 : 0);
+    uint16_t data_flags = op == VBLK_OP_WRITE ? 0 : VRING_DESC_F_WRITE;
+    uint64_t bytes;
+    uint16_t head, d;
+    struct vblk_slot *s;
+    int rc = submit_check(q, op, offset, length, iov, iovcnt, &bytes);
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (q->nr_free < need) {
+        return -EAGAIN;
+    }
+    head = q->free_head;
+    s = &q->slots[head];
+    s->hdr = (struct virtio_blk_outhdr){.type = g_op_type[op], .sector = offset / 512};
+    s->status = 0xff;
+    d = desc_take(q, UINT16_MAX, (uintptr_t)&s->hdr, sizeof(s->hdr), 0);
+    for (int i = 0; data && i < iovcnt; i++) {
+        d = desc_take(q, d, (uintptr_t)iov[i].iov_base, (uint32_t)iov[i].iov_len, data_flags);
+    }
+    if (dwz) {
+        s->dwz = (struct virtio_blk_discard_wz){.sector = offset / 512,
+                                                .num_sectors = (uint32_t)(length / 512)};
+        d = desc_take(q, d, (uintptr_t)&s->dwz, sizeof(s->dwz), 0);
+    }
+    desc_take(q, d, (uintptr_t)&s->status, 1, VRING_DESC_F_WRITE);
+    q->chain_len[head] = (uint16_t)need;
+    q->cookies[head] = cookie;
+    q->avail->ring[q->avail_idx % q->size] = head;
+    q->avail_idx++;
+    q->inflight++;
+    return 0;
+}
+
+int
+vblk_queue_kick(struct vblk_queue *q)
+{
+    uint64_t one = 1;
+
+    if (q->avail_idx == q->kicked_idx) {
+        return 0;
+    }
+    __atomic_store_n(&q->avail->idx, q->avail_idx, __ATOMIC_RELEASE);
+    q->kicked_idx = q->avail_idx;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (__atomic_load_n(&q->used->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY) {
+        return 0;
+    }
+    if (write(q->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ completion */
+
+static void
+chain_free(struct vblk_queue *q, uint16_t head, unsigned len)
+{
+    uint16_t d = head;
+
+    for (unsigned i = 1; i < len; i++) {
+        d = q->next_free[d];
+    }
+    q->next_free[d] = q->free_head; /* the tail joins the free list */
+    q->free_head = head;
+    q->nr_free += len;
+}
+
+static int
+status_to_errno(uint8_t s)
+{
+    switch (s) {
+    case VIRTIO_BLK_S_OK:
+        return 0;
+    case VIRTIO_BLK_S_UNSUPP:
+        return -ENOTSUP;
+    default:
+        return -EIO;
+    }
+}
+
+int
+vblk_queue_poll(struct vblk_queue *q, struct vblk_completion *out, int max)
+{
+    uint16_t used = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+    int n = 0;
+
+    while (n < max && q->used_idx != used) {
+        struct vring_used_elem e = q->used->ring[q->used_idx % q->size];
+
+        q->used_idx++;
+        if (e.id >= q->size || q->chain_len[e.id] == 0) {
+            continue; /* not a head we handed out: ignore the backend's garbage */
+        }
+        out[n].cookie = q->cookies[e.id];
+        out[n].status = status_to_errno(__atomic_load_n(&q->slots[e.id].status,
+                                                         __ATOMIC_RELAXED));
+        chain_free(q, (uint16_t)e.id, q->chain_len[e.id]);
+        q->chain_len[e.id] = 0;
+        q->inflight--;
+        n++;
+    }
+    return n;
+}
+
+unsigned
+vblk_queue_inflight(const struct vblk_queue *q)
+{
+    return q->inflight;
+}
+
+/* ------------------------------------------------------------ waiting */
+
+/* Sleep on the call eventfd; -EPIPE if the backend hung up. */
+static int
+sleep_call(struct vblk_queue *q, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = q->call_fd, .events = POLLIN},
+                          {.fd = q->v->sock, .events = POLLIN | POLLRDHUP}};
+    uint64_t val;
+    int rc;
+
+    do {
+        rc = poll(p, 2, timeout_ms);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        return -errno;
+    }
+    if (p[1].revents != 0) {
+        return -EPIPE;
+    }
+    if (p[0].revents & POLLIN) {
+        if (read(q->call_fd, &val, sizeof(val)) < 0 && errno != EAGAIN) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Spin on the used ring until `until` (0: no limit) or the deadline. After
+ * 200 us without a completion the spinner yields the CPU between checks: on
+ * a machine with more runnable threads than cores, the backend we wait for
+ * may need this very core.
+ */
+static int
+wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t until,
+          uint64_t deadline)
+{
+    uint64_t start = now_ns();
+
+    for (unsigned i = 1;; i++) {
+        int n = vblk_queue_poll(q, out, max);
+
+        if (n != 0) {
+            return n;
+        }
+        if ((i & 255) == 0) {
+            uint64_t now = now_ns();
+
+            if ((until != 0 && now >= until) || (deadline != 0 && now >= deadline)) {
+                return 0;
+            }
+            if (now - start > 200000) {
+                sched_yield();
+            }
+        }
+    }
+}
+
+static int
+wait_sleep(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t deadline)
+{
+    for (;;) {
+        int n, rc, ms = -1;
+
+        if (q->mode != VBLK_MODE_EVENTFD) {
+            __atomic_store_n(&q->avail->flags, 0, __ATOMIC_RELAXED);
+            atomic_thread_fence(memory_order_seq_cst);
+        }
+        n = vblk_queue_poll(q, out, max);
+        if (n != 0) {
+            return n;
+        }
+        if (deadline != 0) {
+            uint64_t now = now_ns();
+
+            if (now >= deadline) {
+                return 0;
+            }
+            ms = (int)((deadline - now + 999999) / 1000000);
+        }
+        rc = sleep_call(q, ms);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
+
+static void
+adapt(struct vblk_queue *q, uint64_t waited_ns)
+{
+    uint64_t cap = q->v->spin_max_ns;
+
+    q->gap_ewma_ns = (q->gap_ewma_ns * 7 + waited_ns) / 8;
+    if (q->gap_ewma_ns > 4 * cap) {
+        q->spin_ns = 0; /* completions are rare or slow: sleep at once */
+    } else {
+        q->spin_ns = IOC_VBLK_MIN(2 * q->gap_ewma_ns + 2000, cap);
+    }
+}
+
+int
+vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int timeout_ms)
+{
+    uint64_t start = now_ns();
+    uint64_t deadline = timeout_ms < 0 ? 0 : start + (uint64_t)timeout_ms * 1000000ull;
+    int n = vblk_queue_poll(q, out, max);
+
+    if (n != 0 || q->inflight == 0) {
+        return n;
+    }
+    switch (q->mode) {
+    case VBLK_MODE_BUSY:
+        return wait_spin(q, out, max, 0, deadline);
+    case VBLK_MODE_EVENTFD:
+        return wait_sleep(q, out, max, deadline);
+    default:
+        break;
+    }
+    n = q->spin_ns ? wait_spin(q, out, max, start + q->spin_ns, deadline) : 0;
+    if (n == 0) {
+        n = wait_sleep(q, out, max, deadline);
+        __atomic_store_n(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+    }
+    if (n > 0) {
+        adapt(q, now_ns() - start);
+    }
+    return n;
+}

@@ -1,0 +1,551 @@
+/*
+ * agent/agent.c - the node agent: this node's desired state from etcd, applied locally.
+ *
+ * One thread, a level-triggered loop: every pass reads the whole desired
+ * state for this node and makes the daemon match it, so a missed event, a
+ * restart after kill -9, or a half-done previous pass all converge the same
+ * way. A watch on /ioc/v1/ only wakes the loop early; without events it
+ * runs every second anyway. Each pass:
+ *
+ *   1. keep the node's lease alive (TTL 10 s; re-grant and re-register the
+ *      Node if etcd forgot it),
+ *   2. pools whose spec.node is us: present in pool_list, else pool_import
+ *      from the path, else - only if the path does not exist - pool_create.
+ *      A pool that exists but does not import is reported, never formatted.
+ *      Then its status (capacity, used, state),
+ *   3. assignments /ioc/v1/assign/<node>/<volume> from the controller:
+ *      the replica volume in its pool (volume_create if missing; an existing
+ *      one is reused, so identities and contents survive restarts), its NBD
+ *      export, and the nexus when this node hosts it (only if the daemon
+ *      serves nexus_create; otherwise the report says so),
+ *   4. a report per volume at /ioc/v1/replica/<volume>/<node>.
+ *
+ * Requests go through the daemon's own RPC socket rather than calling
+ * ioc_rpc_handle(): handlers assume the RPC thread's one-at-a-time
+ * discipline, and the socket gives exactly that.
+ *
+ * Not done here: deleting replicas whose assignment went away (data is only
+ * removed by an explicit action; see docs/control-plane.md).
+ */
+#include "ioc/common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/cp.h"
+#include "core/log.h"
+#include "lib/resource/resource.h"
+
+#define AGENT_LEASE_TTL 10
+
+struct agent {
+    struct ioc_agent_opts opts;
+    char host[64];
+    struct ioc_etcd *etcd;
+    struct ioc_etcd_watch *watch;
+    int64_t lease;
+    time_t last_keepalive;
+    json_t *written; /* key -> last value written, so unchanged status is not rewritten */
+    volatile bool stop;
+    volatile int wake;
+    pthread_t thread;
+    bool running;
+};
+
+static struct agent g_agent;
+
+/* ---- the local API, over our own socket ---- */
+
+static int
+rpc_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = 60};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return -errno;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* Call method (params taken); *result a new reference. Errors fill err with the daemon's text. */
+static int
+agent_call(struct agent *a, const char *method, json_t *params, json_t **result,
+           struct ioc_err *err)
+{
+    json_t *req = json_pack("{s:s, s:i, s:s, s:o}", "jsonrpc", "2.0", "id", 1, "method", method,
+                            "params", params != NULL ? params : json_object());
+    char *text = json_dumps(req, JSON_COMPACT), buf[65536];
+    size_t len = 0;
+    json_t *resp = NULL, *e;
+    int fd = rpc_connect(a->opts.rpc_socket), rc = 0;
+
+    json_decref(req);
+    if (fd < 0 || text == NULL) {
+        free(text);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return ioc_err_set(err, fd < 0 ? fd : -ENOMEM, "%s: rpc socket: %s", method,
+                           strerror(fd < 0 ? -fd : ENOMEM));
+    }
+    if (write(fd, text, strlen(text)) < 0 || write(fd, "\n", 1) < 0) {
+        rc = -errno;
+    }
+    free(text);
+    while (rc == 0 && resp == NULL && len < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            rc = n == 0 ? -ECONNRESET : -errno;
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (memchr(buf, '\n', len) != NULL) {
+            resp = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+        }
+    }
+    close(fd);
+    if (resp == NULL) {
+        return ioc_err_set(err, rc < 0 ? rc : -EPROTO, "%s: no answer from iocd", method);
+    }
+    e = json_object_get(resp, "error");
+    if (e != NULL) {
+        rc = (int)json_integer_value(json_object_get(e, "code"));
+        ioc_err_set(err, rc < 0 && rc > -4096 ? rc : -EINVAL, "%s: %s", method,
+                    json_string_value(json_object_get(e, "message")));
+        json_decref(resp);
+        return err != NULL ? err->code : -EINVAL;
+    }
+    if (result != NULL) {
+        *result = json_incref(json_object_get(resp, "result"));
+    }
+    json_decref(resp);
+    return 0;
+}
+
+static bool
+agent_has_method(struct agent *a, const char *method)
+{
+    json_t *methods = NULL, *m;
+    bool found = false;
+    size_t i;
+
+    if (agent_call(a, "rpc_get_methods", NULL, &methods, NULL) < 0) {
+        return false;
+    }
+    json_array_foreach(methods, i, m) {
+        found |= json_is_string(m) && strcmp(json_string_value(m), method) == 0;
+    }
+    json_decref(methods);
+    return found;
+}
+
+/* ---- etcd writes ---- */
+
+/* Put key=value (value taken) unless it is what we wrote last. */
+static void
+agent_put(struct agent *a, const char *key, json_t *value, int64_t lease)
+{
+    struct ioc_err err = {0};
+    char *text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *last = json_object_get(a->written, key);
+
+    if (text != NULL && (last == NULL || strcmp(json_string_value(last), text) != 0)) {
+        if (ioc_etcd_put(a->etcd, key, text, lease, &err) == 0) {
+            json_object_set_new(a->written, key, json_string(text));
+        } else {
+            IOC_WARN("agent", "node %s: %s", a->opts.node, err.msg);
+        }
+    }
+    free(text);
+    json_decref(value);
+}
+
+static void
+agent_timestamp(char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *
+agent_labels(const char *spec)
+{
+    json_t *labels = json_object();
+    char *copy = strdup(spec != NULL ? spec : ""), *save = NULL, *tok;
+
+    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq != NULL) {
+            *eq = '\0';
+            json_object_set_new(labels, tok, json_string(eq + 1));
+        }
+    }
+    free(copy);
+    return labels;
+}
+
+/* Grant a lease and put the Node on it. */
+static int
+agent_register(struct agent *a)
+{
+    struct ioc_err err = {0};
+    char key[256], ts[32];
+    json_t *node;
+    int rc;
+
+    rc = ioc_etcd_lease_grant(a->etcd, AGENT_LEASE_TTL, &a->lease, &err);
+    if (rc < 0) {
+        IOC_WARN("agent", "node %s: cannot register: %s", a->opts.node, err.msg);
+        return rc;
+    }
+    agent_timestamp(ts, sizeof(ts));
+    node = json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:{s:[s], s:s}}", "apiVersion",
+                     IOC_API_VERSION, "kind", "Node", "metadata", "name", a->opts.node,
+                     "creationTimestamp", ts, "labels", agent_labels(a->opts.labels), "spec",
+                     "addresses", a->host, "nbd", a->opts.nbd_listen);
+    ioc_resource_key(IOC_KIND_NODE, a->opts.node, false, key, sizeof(key));
+    json_object_clear(a->written); /* a new lease: everything on the old one is gone */
+    agent_put(a, key, node, a->lease);
+    a->last_keepalive = time(NULL);
+    IOC_NOTICE("agent", "node %s registered (lease %llx)", a->opts.node,
+               (unsigned long long)a->lease);
+    return 0;
+}
+
+static void
+agent_keepalive(struct agent *a)
+{
+    struct ioc_err err = {0};
+    int rc;
+
+    if (a->lease != 0 && time(NULL) - a->last_keepalive < AGENT_LEASE_TTL / 3) {
+        return;
+    }
+    rc = a->lease != 0 ? ioc_etcd_lease_keepalive(a->etcd, a->lease, NULL, &err) : -ENOENT;
+    if (rc == 0) {
+        a->last_keepalive = time(NULL);
+    } else if (rc == -ENOENT) {
+        agent_register(a); /* etcd forgot us (expired lease or a new etcd) */
+    }
+}
+
+/* ---- pools ---- */
+
+static json_t *
+pool_status(struct agent *a, const char *name, const char *state, const char *msg)
+{
+    json_t *list = NULL, *p;
+    json_t *st = json_pack("{s:s, s:s}", "state", state, "node", a->opts.node);
+
+    if (msg != NULL) {
+        json_object_set_new(st, "message", json_string(msg));
+    }
+    if (agent_call(a, "pool_list", json_pack("{s:s}", "name", name), &list, NULL) == 0) {
+        p = json_array_get(list, 0);
+        json_int_t size = json_integer_value(json_object_get(p, "size"));
+        json_int_t free_b = json_integer_value(json_object_get(p, "free"));
+        json_object_set_new(st, "capacity", json_integer(size));
+        json_object_set_new(st, "used", json_integer(size - free_b));
+        json_object_set_new(st, "free", json_integer(free_b));
+    }
+    json_decref(list);
+    return st;
+}
+
+static void
+agent_pool(struct agent *a, const char *name, json_t *pool)
+{
+    json_t *spec = json_object_get(pool, "spec"), *params;
+    const char *path = json_string_value(json_object_get(spec, "path"));
+    struct ioc_err err = {0};
+    struct stat sb;
+    char key[256];
+    int rc;
+
+    rc = agent_call(a, "pool_list", json_pack("{s:s}", "name", name), NULL, NULL);
+    if (rc < 0) {
+        rc = agent_call(a, "pool_import", json_pack("{s:s, s:s}", "path", path, "name", name),
+                        NULL, &err);
+        if (rc < 0 && stat(path, &sb) < 0 && errno == ENOENT) {
+            ioc_err_clear(&err);
+            params = json_pack("{s:s, s:s}", "name", name, "path", path);
+            if (json_object_get(spec, "size") != NULL) {
+                json_object_set(params, "size", json_object_get(spec, "size"));
+            }
+            if (json_object_get(spec, "clusterSize") != NULL) {
+                json_object_set(params, "cluster_size", json_object_get(spec, "clusterSize"));
+            }
+            rc = agent_call(a, "pool_create", params, NULL, &err);
+            if (rc == 0) {
+                IOC_NOTICE("agent", "pool %s: created in %s", name, path);
+            }
+        } else if (rc == 0) {
+            IOC_NOTICE("agent", "pool %s: imported from %s", name, path);
+        }
+    }
+    ioc_resource_key(IOC_KIND_POOL, name, true, key, sizeof(key));
+    agent_put(a, key, pool_status(a, name, rc == 0 ? "Online" : "Error",
+                                  rc == 0 ? NULL : err.msg), 0);
+}
+
+static void
+agent_pools(struct agent *a)
+{
+    struct ioc_err err = {0};
+    json_t *pools, *p;
+    const char *name;
+
+    if (cp_load(a->etcd, IOC_KEY_ROOT "pool/", &pools, &err) < 0) {
+        return;
+    }
+    json_object_foreach(pools, name, p) {
+        const char *node = json_string_value(json_object_get(json_object_get(p, "spec"),
+                                                             "node"));
+        if (node != NULL && strcmp(node, a->opts.node) == 0) {
+            agent_pool(a, name, p);
+        }
+    }
+    json_decref(pools);
+}
+
+/* ---- replicas and nexuses ---- */
+
+static bool
+export_exists(struct agent *a, const char *name)
+{
+    json_t *list = NULL, *x;
+    bool found = false;
+    size_t i;
+
+    agent_call(a, "nbd_export_list", NULL, &list, NULL);
+    json_array_foreach(list, i, x) {
+        found |= strcmp(json_string_value(json_object_get(x, "name")), name) == 0;
+    }
+    json_decref(list);
+    return found;
+}
+
+static int
+agent_export(struct agent *a, const char *name, const char *bdev, struct ioc_err *err)
+{
+    if (export_exists(a, name)) {
+        return 0;
+    }
+    return agent_call(a, "nbd_export_add", json_pack("{s:s, s:s}", "name", name, "bdev", bdev),
+                      NULL, err);
+}
+
+/* The replica: volume POOL/VOL (reused when present), exported as replica.export. */
+static int
+agent_replica(struct agent *a, const char *vol, json_t *as, json_t *report, struct ioc_err *err)
+{
+    json_t *r = json_object_get(as, "replica");
+    const char *pool = json_string_value(json_object_get(r, "pool"));
+    const char *exp = json_string_value(json_object_get(r, "export"));
+    char bdev[256], uri[512];
+    int rc;
+
+    if (pool == NULL || exp == NULL) {
+        return 0;
+    }
+    snprintf(bdev, sizeof(bdev), "%s/%s", pool, vol);
+    rc = agent_call(a, "bdev_list", json_pack("{s:s}", "name", bdev), NULL, NULL);
+    if (rc < 0) {
+        rc = agent_call(a, "volume_create", json_pack("{s:s, s:s, s:O}", "pool", pool, "name",
+                                                      vol, "size", json_object_get(as, "size")),
+                        NULL, err);
+        if (rc == 0) {
+            IOC_NOTICE("agent", "volume %s: replica created in pool %s", vol, pool);
+        }
+    }
+    if (rc == 0) {
+        rc = agent_export(a, exp, bdev, err);
+    }
+    snprintf(uri, sizeof(uri), "nbd://%s/%s", a->opts.nbd_listen, exp);
+    json_object_set_new(report, "pool", json_string(pool));
+    json_object_set_new(report, "bdev", json_string(bdev));
+    json_object_set_new(report, "uri", json_string(uri));
+    json_object_set_new(report, "state", json_string(rc == 0 ? "online" : "faulted"));
+    return rc;
+}
+
+/* The nexus over the replicas' URIs, exported under the volume's name. */
+static int
+agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct ioc_err *err)
+{
+    json_t *nx = json_object_get(as, "nexus"), *list = NULL, *st;
+    char uri[512];
+    int rc;
+
+    if (!json_is_object(nx)) {
+        return 0;
+    }
+    if (!agent_has_method(a, "nexus_create")) {
+        json_object_set_new(report, "nexus", json_pack("{s:s, s:s}", "state", "unavailable",
+                                                       "message", "this iocd does not serve "
+                                                       "nexus_create"));
+        return 0;
+    }
+    rc = agent_call(a, "nexus_list", json_pack("{s:s}", "name", vol), &list, NULL);
+    if (rc < 0 || json_array_size(list) == 0) {
+        rc = agent_call(a, "nexus_create", json_pack("{s:s, s:O, s:O, s:O}", "name", vol,
+                                                     "size", json_object_get(as, "size"),
+                                                     "children", json_object_get(nx, "children"),
+                                                     "generation",
+                                                     json_object_get(nx, "generation")),
+                        NULL, err);
+        json_decref(list);
+        list = NULL;
+        if (rc == 0) {
+            agent_call(a, "nexus_list", json_pack("{s:s}", "name", vol), &list, NULL);
+        }
+    }
+    if (rc == 0) {
+        rc = agent_export(a, vol, vol, err);
+    }
+    snprintf(uri, sizeof(uri), "nbd://%s/%s", a->opts.nbd_listen, vol);
+    st = json_copy(json_array_get(list, 0));
+    if (st == NULL) {
+        st = json_object();
+    }
+    json_object_set_new(st, "uri", json_string(uri));
+    json_object_set_new(st, "generation", json_copy(json_object_get(nx, "generation")));
+    if (rc < 0) {
+        json_object_set_new(st, "state", json_string("faulted"));
+        json_object_set_new(st, "message", json_string(err->msg));
+    }
+    json_object_set_new(report, "nexus", st);
+    json_decref(list);
+    return rc;
+}
+
+static void
+agent_assignments(struct agent *a)
+{
+    struct ioc_err err = {0};
+    char prefix[256], key[512];
+    json_t *assigns, *as;
+    const char *vol;
+
+    snprintf(prefix, sizeof(prefix), IOC_KEY_ROOT "assign/%s/", a->opts.node);
+    if (cp_load(a->etcd, prefix, &assigns, &err) < 0) {
+        return;
+    }
+    json_object_foreach(assigns, vol, as) {
+        json_t *report = json_pack("{s:s}", "node", a->opts.node);
+        ioc_err_clear(&err);
+        if (agent_replica(a, vol, as, report, &err) < 0 ||
+            agent_nexus(a, vol, as, report, &err) < 0) {
+            json_object_set_new(report, "message", json_string(err.msg));
+            IOC_WARN("agent", "volume %s: %s", vol, err.msg);
+        }
+        snprintf(key, sizeof(key), IOC_KEY_ROOT "replica/%s/%s", vol, a->opts.node);
+        agent_put(a, key, report, a->lease);
+    }
+    json_decref(assigns);
+}
+
+/* ---- the loop ---- */
+
+static void
+agent_watch_cb(void *arg, int rc, const struct ioc_etcd_event *ev, size_t n)
+{
+    struct agent *a = arg;
+
+    (void)rc, (void)ev, (void)n;
+    __atomic_add_fetch(&a->wake, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *
+agent_thread(void *arg)
+{
+    struct agent *a = arg;
+    int seen = -1;
+
+    while (!a->stop && agent_register(a) < 0) {
+        cp_sleep(&a->stop, 1000);
+    }
+    ioc_etcd_watch_start(a->etcd, IOC_KEY_ROOT, true, 0, agent_watch_cb, a, &a->watch);
+    while (!a->stop) {
+        seen = __atomic_load_n(&a->wake, __ATOMIC_SEQ_CST);
+        agent_keepalive(a);
+        agent_pools(a);
+        agent_assignments(a);
+        for (int i = 0; i < 20 && !a->stop && __atomic_load_n(&a->wake, __ATOMIC_SEQ_CST) == seen;
+             i++) {
+            usleep(50 * 1000);
+        }
+    }
+    ioc_etcd_watch_stop(&a->watch);
+    return NULL;
+}
+
+int
+ioc_agent_start(const struct ioc_agent_opts *opts, struct ioc_err *err)
+{
+    struct agent *a = &g_agent;
+    const char *colon;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->opts = *opts;
+    if (opts->nbd_listen == NULL) {
+        return ioc_err_set(err, -EINVAL, "--node needs --nbd-listen: replicas are served on it");
+    }
+    colon = strrchr(opts->nbd_listen, ':');
+    snprintf(a->host, sizeof(a->host), "%.*s",
+             (int)(colon != NULL ? colon - opts->nbd_listen : (long)strlen(opts->nbd_listen)),
+             opts->nbd_listen);
+    rc = ioc_etcd_create(opts->etcd, &a->etcd, err);
+    if (rc < 0) {
+        return rc;
+    }
+    a->written = json_object();
+    rc = pthread_create(&a->thread, NULL, agent_thread, a);
+    if (rc != 0) {
+        ioc_etcd_destroy(a->etcd);
+        json_decref(a->written);
+        return ioc_err_set(err, -rc, "agent: cannot start its thread");
+    }
+    a->running = true;
+    IOC_NOTICE("agent", "node %s: agent started, etcd %s", opts->node, opts->etcd);
+    return 0;
+}
+
+void
+ioc_agent_stop(void)
+{
+    struct agent *a = &g_agent;
+
+    if (!a->running) {
+        return;
+    }
+    a->stop = true;
+    pthread_join(a->thread, NULL);
+    if (a->lease != 0) {
+        ioc_etcd_lease_revoke(a->etcd, a->lease, NULL);
+    }
+    ioc_etcd_destroy(a->etcd);
+    json_decref(a->written);
+    a->running = false;
+}

@@ -1,0 +1,683 @@
+/*
+ * control/controller.c - the controller: placement, volume status, failover.
+ *
+ * Leader election: every controller holds a lease (TTL 5 s by default) and
+ * tries a txn "if /ioc/v1/controller/leader does not exist, put our id on
+ * our lease". The one that succeeds leads until its lease lapses; the
+ * others retry every pass, so one takes over within a TTL of the leader's
+ * death. Every write the leader makes is a txn guarded by "leader value ==
+ * our id": a deposed controller (lease expired while it was paused) writes
+ * nothing, because the key is gone or holds someone else's id.
+ *
+ * Reconcile, once a second or when etcd changes, per Volume:
+ *
+ *   Pending   no replica reported online yet (or none could be placed)
+ *   Online    every desired replica online, and the nexus (if any) online
+ *   Degraded  some replicas online, not all
+ *   Faulted   replicas placed but none online
+ *
+ * - placement: replicas on distinct live nodes that have an Online pool
+ *   with room (thin volumes need the pool only), matching nodeSelector,
+ *   least loaded first; recorded in status.replicas[] (node, pool).
+ * - a replica whose node is gone is kept (state "unreachable") for the
+ *   grace period, then dropped and placed again elsewhere.
+ * - the nexus (replicas > 1) runs on spec.nexusNode if alive, else stays
+ *   where it is, else goes to the least loaded replica node; placing or
+ *   moving it bumps status.generation. With one replica there is no nexus:
+ *   the replica's own export is the volume's URI.
+ * - assignments /ioc/v1/assign/<node>/<volume> tell each agent what to run.
+ *
+ * Status is recomputed from scratch from specs, agent reports and the
+ * previous status, so a new leader continues where the old one stopped.
+ */
+#include "ioc/common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/cp.h"
+#include "core/log.h"
+#include "lib/resource/resource.h"
+
+#define LEADER_KEY IOC_KEY_ROOT "controller/leader"
+#define EVENTS_MAX 10
+
+struct controller {
+    struct ioc_controller_opts opts;
+    char id[128];
+    struct ioc_etcd *etcd;
+    int64_t lease;
+    bool leader;
+    volatile bool stop;
+    pthread_t thread;
+    bool running;
+};
+
+static struct controller g_ctl;
+
+/* What one pass reads. */
+struct world {
+    json_t *nodes;   /* live nodes: name -> Node */
+    json_t *pools;   /* name -> Pool (spec) */
+    json_t *pstatus; /* name -> pool status */
+    json_t *volumes; /* name -> Volume */
+    json_t *vstatus; /* name -> volume status */
+    json_t *load;    /* node -> replicas placed there */
+};
+
+static void
+world_free(struct world *w)
+{
+    json_decref(w->nodes);
+    json_decref(w->pools);
+    json_decref(w->pstatus);
+    json_decref(w->volumes);
+    json_decref(w->vstatus);
+    json_decref(w->load);
+}
+
+static int
+world_load(struct controller *c, struct world *w, struct ioc_err *err)
+{
+    json_t *st, *r;
+    const char *name;
+    size_t i;
+
+    memset(w, 0, sizeof(*w));
+    if (cp_load(c->etcd, IOC_KEY_ROOT "node/", &w->nodes, err) < 0 ||
+        cp_load(c->etcd, IOC_KEY_ROOT "pool/", &w->pools, err) < 0 ||
+        cp_load(c->etcd, IOC_KEY_ROOT "status/pool/", &w->pstatus, err) < 0 ||
+        cp_load(c->etcd, IOC_KEY_ROOT "volume/", &w->volumes, err) < 0 ||
+        cp_load(c->etcd, IOC_KEY_ROOT "status/volume/", &w->vstatus, err) < 0) {
+        world_free(w);
+        return -EIO;
+    }
+    w->load = json_object();
+    json_object_foreach(w->vstatus, name, st) {
+        json_array_foreach(json_object_get(st, "replicas"), i, r) {
+            const char *n = json_string_value(json_object_get(r, "node"));
+            if (n != NULL) {
+                json_object_set_new(w->load, n, json_integer(json_integer_value(
+                                                    json_object_get(w->load, n)) + 1));
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- guarded writes ---- */
+
+/* Run ops only while we lead. Returns 0, -EPERM (not leader) or an etcd error. */
+static int
+ctl_txn(struct controller *c, const struct ioc_etcd_op *ops, size_t n)
+{
+    struct ioc_etcd_cmp cmp = {.key = LEADER_KEY, .target = IOC_ETCD_CMP_VALUE,
+                               .result = IOC_ETCD_EQUAL, .value = c->id};
+    struct ioc_err err = {0};
+    bool ok = false;
+    int rc;
+
+    rc = ioc_etcd_txn(c->etcd, &cmp, 1, ops, n, NULL, 0, &ok, NULL, &err);
+    if (rc < 0) {
+        IOC_WARN("control", "%s", err.msg);
+        return rc;
+    }
+    if (!ok) {
+        c->leader = false;
+        IOC_NOTICE("control", "%s: no longer the leader; write dropped", c->id);
+        return -EPERM;
+    }
+    return 0;
+}
+
+static void
+ctl_campaign(struct controller *c)
+{
+    struct ioc_etcd_cmp cmp = {.key = LEADER_KEY, .target = IOC_ETCD_CMP_CREATE,
+                               .result = IOC_ETCD_EQUAL, .number = 0};
+    struct ioc_etcd_op put = {.type = IOC_ETCD_OP_PUT, .key = LEADER_KEY, .value = c->id};
+    struct ioc_etcd_op get = {.type = IOC_ETCD_OP_RANGE, .key = LEADER_KEY};
+    struct ioc_etcd_kvs kvs = {0};
+    struct ioc_err err = {0};
+    bool ok = false, was = c->leader;
+
+    if (c->lease == 0 || ioc_etcd_lease_keepalive(c->etcd, c->lease, NULL, &err) < 0) {
+        c->lease = 0;
+        c->leader = false;
+        if (ioc_etcd_lease_grant(c->etcd, c->opts.lease_ttl_s, &c->lease, &err) < 0) {
+            return;
+        }
+    }
+    put.lease = c->lease;
+    if (ioc_etcd_txn(c->etcd, &cmp, 1, &put, 1, &get, 1, &ok, &kvs, &err) < 0) {
+        return;
+    }
+    c->leader = ok || (kvs.count == 1 && strcmp(kvs.kvs[0].value, c->id) == 0);
+    ioc_etcd_kvs_free(&kvs);
+    if (c->leader && !was) {
+        IOC_NOTICE("control", "%s: now the leader", c->id);
+    }
+}
+
+/* ---- status helpers ---- */
+
+static void
+status_event(json_t *st, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+status_event(json_t *st, const char *reason, const char *fmt, ...)
+{
+    json_t *events = json_object_get(st, "events");
+    char msg[256], ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!json_is_array(events)) {
+        events = json_array();
+        json_object_set_new(st, "events", events);
+    }
+    json_array_append_new(events, json_pack("{s:s, s:s, s:s}", "time", ts, "reason", reason,
+                                            "message", msg));
+    while (json_array_size(events) > EVENTS_MAX) {
+        json_array_remove(events, 0);
+    }
+}
+
+static void
+status_condition(json_t *st, const char *type, bool ok, const char *reason, const char *msg)
+{
+    json_t *conds = json_object_get(st, "conditions");
+
+    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s}", "type", type, "status",
+                                           ok ? "True" : "False", "reason", reason, "message",
+                                           msg));
+}
+
+/* ---- placement ---- */
+
+/* A pool on node usable for vol, or NULL. */
+static const char *
+node_pool(struct world *w, const char *node, json_t *vspec)
+{
+    json_int_t size = json_integer_value(json_object_get(vspec, "size"));
+    bool thin = !json_is_false(json_object_get(vspec, "thin"));
+    const char *name;
+    json_t *p;
+
+    json_object_foreach(w->pools, name, p) {
+        json_t *ps = json_object_get(w->pstatus, name);
+        const char *pn = json_string_value(json_object_get(json_object_get(p, "spec"), "node"));
+        if (pn == NULL || strcmp(pn, node) != 0 ||
+            strcmp(json_string_value(json_object_get(ps, "state")) ?: "", "Online") != 0) {
+            continue;
+        }
+        if (thin || json_integer_value(json_object_get(ps, "free")) >= size) {
+            return name;
+        }
+    }
+    return NULL;
+}
+
+static bool
+replicas_have_node(json_t *reps, const char *node)
+{
+    json_t *r;
+    size_t i;
+
+    json_array_foreach(reps, i, r) {
+        if (strcmp(json_string_value(json_object_get(r, "node")) ?: "", node) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Add one replica on the least loaded suitable node. Returns false when none is left. */
+static bool
+place_one(struct world *w, json_t *vspec, json_t *reps)
+{
+    const char *best = NULL, *best_pool = NULL, *name;
+    json_int_t best_load = 0;
+    json_t *n;
+
+    json_object_foreach(w->nodes, name, n) {
+        const char *pool = node_pool(w, name, vspec);
+        json_int_t load = json_integer_value(json_object_get(w->load, name));
+        if (pool == NULL || replicas_have_node(reps, name) ||
+            !ioc_labels_match(json_object_get(json_object_get(n, "metadata"), "labels"),
+                              json_object_get(vspec, "nodeSelector"))) {
+            continue;
+        }
+        if (best == NULL || load < best_load || (load == best_load && strcmp(name, best) < 0)) {
+            best = name;
+            best_pool = pool;
+            best_load = load;
+        }
+    }
+    if (best == NULL) {
+        return false;
+    }
+    json_array_append_new(reps, json_pack("{s:s, s:s, s:s}", "node", best, "pool", best_pool,
+                                          "state", "pending"));
+    json_object_set_new(w->load, best, json_integer(best_load + 1));
+    return true;
+}
+
+/* Mark unreachable replicas, drop those past the grace period, place what is missing. */
+static void
+ctl_replicas(struct controller *c, struct world *w, const char *vol, json_t *vspec, json_t *st,
+             json_t *reports)
+{
+    json_t *reps = json_object_get(st, "replicas"), *r;
+    json_int_t want = json_integer_value(json_object_get(vspec, "replicas"));
+    size_t i;
+
+    for (i = 0; i < json_array_size(reps);) {
+        r = json_array_get(reps, i);
+        const char *node = json_string_value(json_object_get(r, "node"));
+        json_t *rep = json_object_get(reports, node);
+        if (json_object_get(w->nodes, node) != NULL) {
+            json_object_del(r, "lostSince");
+            json_object_set_new(r, "state", json_string(json_string_value(
+                json_object_get(rep, "state")) ?: "pending"));
+            i++;
+            continue;
+        }
+        if (json_object_get(r, "lostSince") == NULL) {
+            json_object_set_new(r, "lostSince", json_integer(cp_now()));
+            status_event(st, "NodeLost", "replica on node %s unreachable", node);
+        }
+        json_object_set_new(r, "state", json_string("unreachable"));
+        if (cp_now() - json_integer_value(json_object_get(r, "lostSince")) >=
+            c->opts.replica_grace_s) {
+            status_event(st, "ReplicaReplaced", "replica on node %s dropped after %llds",
+                         node, (long long)c->opts.replica_grace_s);
+            json_array_remove(reps, i);
+            continue;
+        }
+        i++;
+    }
+    while ((json_int_t)json_array_size(reps) < want) {
+        if (!place_one(w, vspec, reps)) {
+            status_condition(st, "Scheduled", false, "InsufficientNodes",
+                             "not enough live nodes with an Online pool for every replica");
+            return;
+        }
+        r = json_array_get(reps, json_array_size(reps) - 1);
+        status_event(st, "ReplicaPlaced", "replica of %s on node %s, pool %s", vol,
+                     json_string_value(json_object_get(r, "node")),
+                     json_string_value(json_object_get(r, "pool")));
+    }
+    status_condition(st, "Scheduled", true, "Placed", "every replica has a node");
+}
+
+/* Choose the nexus node; bump the generation when it is placed or moved. */
+static void
+ctl_nexus(struct world *w, json_t *vspec, json_t *st)
+{
+    const char *hint = json_string_value(json_object_get(vspec, "nexusNode"));
+    const char *cur = json_string_value(json_object_get(st, "nexusNode"));
+    json_t *reps = json_object_get(st, "replicas"), *r;
+    const char *pick = NULL;
+    json_int_t best = 0;
+    size_t i;
+
+    if (hint != NULL && json_object_get(w->nodes, hint) != NULL) {
+        pick = hint;
+    } else if (cur != NULL && json_object_get(w->nodes, cur) != NULL) {
+        pick = cur;
+    } else {
+        json_array_foreach(reps, i, r) {
+            const char *n = json_string_value(json_object_get(r, "node"));
+            json_int_t load = json_integer_value(json_object_get(w->load, n));
+            if (json_object_get(w->nodes, n) != NULL && (pick == NULL || load < best)) {
+                pick = n;
+                best = load;
+            }
+        }
+    }
+    if (pick == NULL || (cur != NULL && strcmp(cur, pick) == 0)) {
+        return;
+    }
+    json_object_set_new(st, "generation", json_integer(json_integer_value(
+                                              json_object_get(st, "generation")) + 1));
+    status_event(st, cur == NULL ? "NexusPlaced" : "NexusMoved", "nexus on node %s, "
+                 "generation %lld", pick,
+                 (long long)json_integer_value(json_object_get(st, "generation")));
+    json_object_set_new(st, "nexusNode", json_string(pick));
+}
+
+/* ---- assignments and phase ---- */
+
+static json_t *
+assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t *reports)
+{
+    json_t *reps = json_object_get(st, "replicas"), *r, *children, *as;
+    bool single = json_integer_value(json_object_get(vspec, "replicas")) == 1;
+    const char *nexus = json_string_value(json_object_get(st, "nexusNode"));
+    char exp[160];
+    size_t i;
+
+    as = json_pack("{s:s, s:O, s:O}", "volume", vol, "size", json_object_get(vspec, "size"),
+                   "thin", json_object_get(vspec, "thin"));
+    snprintf(exp, sizeof(exp), single ? "%s" : "%s.replica", vol);
+    json_array_foreach(reps, i, r) {
+        if (strcmp(json_string_value(json_object_get(r, "node")), node) == 0) {
+            json_object_set_new(as, "replica", json_pack("{s:O, s:s}", "pool",
+                                                         json_object_get(r, "pool"), "export",
+                                                         exp));
+        }
+    }
+    if (!single && nexus != NULL && strcmp(nexus, node) == 0) {
+        children = json_array();
+        json_array_foreach(reps, i, r) {
+            json_t *rep = json_object_get(reports, json_string_value(json_object_get(r, "node")));
+            if (json_is_string(json_object_get(rep, "uri"))) {
+                json_array_append(children, json_object_get(rep, "uri"));
+            }
+        }
+        json_object_set_new(as, "nexus", json_pack("{s:o, s:O}", "children", children,
+                                                   "generation",
+                                                   json_object_get(st, "generation")));
+    }
+    return as;
+}
+
+static const char *
+ctl_phase(json_t *vspec, json_t *st, json_t *reports)
+{
+    json_int_t want = json_integer_value(json_object_get(vspec, "replicas")), online = 0;
+    json_t *reps = json_object_get(st, "replicas"), *r, *nx;
+    const char *nexus = json_string_value(json_object_get(st, "nexusNode"));
+    size_t i;
+
+    json_array_foreach(reps, i, r) {
+        online += strcmp(json_string_value(json_object_get(r, "state")) ?: "", "online") == 0;
+    }
+    if (want == 1) {
+        json_t *rep = json_object_get(reports, nexus != NULL ? nexus : "");
+        json_object_set(st, "uri", json_object_get(rep, "uri") ?: json_null());
+        r = json_array_get(reps, 0);
+        return online == 1 ? "Online"
+               : strcmp(json_string_value(json_object_get(r, "state")) ?: "pending",
+                        "pending") == 0 ? "Pending" : "Faulted";
+    }
+    nx = json_object_get(json_object_get(reports, nexus != NULL ? nexus : ""), "nexus");
+    if (strcmp(json_string_value(json_object_get(nx, "state")) ?: "", "unavailable") == 0) {
+        status_condition(st, "NexusReady", false, "NexusUnavailable",
+                         json_string_value(json_object_get(nx, "message")));
+        return "Pending";
+    }
+    json_object_set(st, "uri", json_object_get(nx, "uri") ?: json_null());
+    if (nx == NULL || json_object_get(nx, "uri") == NULL) {
+        return online == 0 && json_array_size(reps) > 0 ? "Faulted" : "Pending";
+    }
+    return online == want ? "Online" : online > 0 ? "Degraded" : "Faulted";
+}
+
+/* ---- one volume ---- */
+
+/* Existing assignment keys: full key -> value text. */
+static json_t *
+ctl_assign_keys(struct controller *c)
+{
+    struct ioc_etcd_kvs kvs = {0};
+    json_t *all = json_object();
+
+    if (ioc_etcd_range(c->etcd, IOC_KEY_ROOT "assign/", true, &kvs, NULL) == 0) {
+        for (size_t i = 0; i < kvs.count; i++) {
+            json_object_set_new(all, kvs.kvs[i].key, json_string(kvs.kvs[i].value));
+        }
+    }
+    ioc_etcd_kvs_free(&kvs);
+    return all;
+}
+
+/* Is key /ioc/v1/assign/<node>/<vol>? */
+static bool
+assign_key_is_volume(const char *key, const char *vol)
+{
+    const char *last = strrchr(key, '/');
+
+    return last != NULL && strcmp(last + 1, vol) == 0;
+}
+
+struct opbuf {
+    struct ioc_etcd_op ops[64];
+    char *owned[128];
+    size_t nops, nowned;
+};
+
+static const char *
+opbuf_keep(struct opbuf *b, char *s)
+{
+    if (b->nowned < IOC_ARRAY_SIZE(b->owned)) {
+        b->owned[b->nowned++] = s;
+    }
+    return s;
+}
+
+static void
+opbuf_add(struct opbuf *b, enum ioc_etcd_op_type type, const char *key, char *value)
+{
+    if (b->nops == IOC_ARRAY_SIZE(b->ops)) {
+        free(value);
+        return;
+    }
+    b->ops[b->nops++] = (struct ioc_etcd_op){.type = type, .key = opbuf_keep(b, strdup(key)),
+                                             .value = value ? opbuf_keep(b, value) : NULL};
+}
+
+static void
+opbuf_free(struct opbuf *b)
+{
+    for (size_t i = 0; i < b->nowned; i++) {
+        free(b->owned[i]);
+    }
+}
+
+/* Assignments for every node of the volume; stale ones deleted. */
+static void
+ctl_assign(const char *vol, json_t *vspec, json_t *st, json_t *reports, json_t *existing,
+           struct opbuf *b)
+{
+    json_t *want = json_object(), *r, *v;
+    const char *nexus = json_string_value(json_object_get(st, "nexusNode")), *key;
+    char k[512];
+    size_t i;
+
+    json_array_foreach(json_object_get(st, "replicas"), i, r) {
+        snprintf(k, sizeof(k), IOC_KEY_ROOT "assign/%s/%s",
+                 json_string_value(json_object_get(r, "node")), vol);
+        json_object_set_new(want, k, json_string(json_string_value(json_object_get(r, "node"))));
+    }
+    if (nexus != NULL) {
+        snprintf(k, sizeof(k), IOC_KEY_ROOT "assign/%s/%s", nexus, vol);
+        json_object_set_new(want, k, json_string(nexus));
+    }
+    json_object_foreach(want, key, v) {
+        json_t *as = assignment(vol, vspec, st, json_string_value(v), reports);
+        char *text = json_dumps(as, JSON_COMPACT | JSON_SORT_KEYS);
+        json_t *have = json_object_get(existing, key);
+        json_decref(as);
+        if (have != NULL && strcmp(json_string_value(have), text) == 0) {
+            free(text);
+            continue;
+        }
+        opbuf_add(b, IOC_ETCD_OP_PUT, key, text);
+    }
+    json_object_foreach(existing, key, v) {
+        if (assign_key_is_volume(key, vol) && json_object_get(want, key) == NULL) {
+            opbuf_add(b, IOC_ETCD_OP_DELETE, key, NULL);
+        }
+    }
+    json_decref(want);
+}
+
+static void
+ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
+           json_t *existing)
+{
+    json_t *vspec = json_object_get(doc, "spec"), *old = json_object_get(w->vstatus, vol);
+    json_t *st = old != NULL ? json_deep_copy(old) : json_object(), *reports = NULL;
+    struct opbuf b = {0};
+    char prefix[256], key[256];
+    const char *phase;
+
+    snprintf(prefix, sizeof(prefix), IOC_KEY_ROOT "replica/%s/", vol);
+    if (cp_load(c->etcd, prefix, &reports, NULL) < 0) {
+        json_decref(st);
+        return;
+    }
+    if (!json_is_array(json_object_get(st, "replicas"))) {
+        json_object_set_new(st, "replicas", json_array());
+    }
+    json_object_set_new(st, "conditions", json_array());
+    ctl_replicas(c, w, vol, vspec, st, reports);
+    ctl_nexus(w, vspec, st);
+    phase = ctl_phase(vspec, st, reports);
+    if (strcmp(json_string_value(json_object_get(st, "phase")) ?: "", phase) != 0) {
+        status_event(st, "Phase", "%s", phase);
+        IOC_NOTICE("control", "volume %s: %s", vol, phase);
+    }
+    json_object_set_new(st, "phase", json_string(phase));
+    ctl_assign(vol, vspec, st, reports, existing, &b);
+    if (old == NULL || !json_equal(old, st)) {
+        ioc_resource_key(IOC_KIND_VOLUME, vol, true, key, sizeof(key));
+        opbuf_add(&b, IOC_ETCD_OP_PUT, key, json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS));
+    }
+    if (b.nops > 0) {
+        ctl_txn(c, b.ops, b.nops);
+    }
+    opbuf_free(&b);
+    json_decref(reports);
+    json_decref(st);
+}
+
+/* Volumes deleted by the user: their assignments and status go too. */
+static void
+ctl_gc(struct controller *c, struct world *w, json_t *existing)
+{
+    struct opbuf b = {0};
+    const char *key, *vol;
+    json_t *v;
+    char k[256];
+
+    json_object_foreach(existing, key, v) {
+        const char *last = strrchr(key, '/');
+        if (last != NULL && json_object_get(w->volumes, last + 1) == NULL) {
+            opbuf_add(&b, IOC_ETCD_OP_DELETE, key, NULL);
+        }
+    }
+    json_object_foreach(w->vstatus, vol, v) {
+        if (json_object_get(w->volumes, vol) == NULL) {
+            ioc_resource_key(IOC_KIND_VOLUME, vol, true, k, sizeof(k));
+            opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+        }
+    }
+    if (b.nops > 0) {
+        ctl_txn(c, b.ops, b.nops);
+    }
+    opbuf_free(&b);
+}
+
+static void
+ctl_reconcile(struct controller *c)
+{
+    struct ioc_err err = {0};
+    struct world w;
+    json_t *existing, *doc;
+    const char *vol;
+
+    if (world_load(c, &w, &err) < 0) {
+        return;
+    }
+    existing = ctl_assign_keys(c);
+    json_object_foreach(w.volumes, vol, doc) {
+        if (!c->leader) {
+            break;
+        }
+        ctl_volume(c, &w, vol, doc, existing);
+    }
+    if (c->leader) {
+        ctl_gc(c, &w, existing);
+    }
+    json_decref(existing);
+    world_free(&w);
+}
+
+static void *
+ctl_thread(void *arg)
+{
+    struct controller *c = arg;
+
+    while (!c->stop) {
+        ctl_campaign(c);
+        if (c->leader) {
+            ctl_reconcile(c);
+        }
+        cp_sleep(&c->stop, 1000);
+    }
+    return NULL;
+}
+
+int
+ioc_controller_start(const struct ioc_controller_opts *opts, struct ioc_err *err)
+{
+    struct controller *c = &g_ctl;
+    char host[64] = "";
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->opts = *opts;
+    if (c->opts.lease_ttl_s <= 0) {
+        c->opts.lease_ttl_s = 5;
+    }
+    gethostname(host, sizeof(host) - 1);
+    snprintf(c->id, sizeof(c->id), "%s", opts->id != NULL ? opts->id : "");
+    if (c->id[0] == '\0') {
+        snprintf(c->id, sizeof(c->id), "%s:%d", host, (int)getpid());
+    }
+    rc = ioc_etcd_create(opts->etcd, &c->etcd, err);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = pthread_create(&c->thread, NULL, ctl_thread, c);
+    if (rc != 0) {
+        ioc_etcd_destroy(c->etcd);
+        return ioc_err_set(err, -rc, "controller: cannot start its thread");
+    }
+    c->running = true;
+    IOC_NOTICE("control", "controller %s started (replica grace %llds)", c->id,
+               (long long)c->opts.replica_grace_s);
+    return 0;
+}
+
+void
+ioc_controller_stop(void)
+{
+    struct controller *c = &g_ctl;
+
+    if (!c->running) {
+        return;
+    }
+    c->stop = true;
+    pthread_join(c->thread, NULL);
+    if (c->lease != 0) {
+        ioc_etcd_lease_revoke(c->etcd, c->lease, NULL); /* hand over leadership at once */
+    }
+    ioc_etcd_destroy(c->etcd);
+    c->running = false;
+}

@@ -1,0 +1,78 @@
+/*
+ * nexus/nexus.h - the per-volume controller: a bdev that mirrors IO to N
+ * children (local bdevs or remote replicas reached through nbd:// URIs),
+ * faults failing children, and rebuilds returning or new ones while IO
+ * continues. See docs/nexus.md.
+ *
+ * Threading: a nexus belongs to one reactor (its owner). The control
+ * functions below are called from a non-reactor thread (RPC, main) and wait
+ * for the owner with ioc_reactor_call_sync(), or, in unit tests that drive a
+ * local reactor by hand, from that reactor's own thread (then they run
+ * inline). IO may be submitted on any reactor; it is forwarded to the owner.
+ */
+#ifndef IOC_NEXUS_NEXUS_H
+#define IOC_NEXUS_NEXUS_H
+
+#include "ioc/common.h"
+
+#include <jansson.h>
+
+#include "core/reactor.h"
+#include "lib/err.h"
+
+#define IOC_NEXUS_MAX_CHILDREN        8
+#define IOC_NEXUS_DEFAULT_SEGMENT     (1024u * 1024)
+#define IOC_NEXUS_CHILD_TIMEOUT_S     5  /* io_timeout of the nbd clients made for URIs */
+
+struct ioc_nexus;
+
+struct ioc_nexus_opts {
+    const char *name;            /* bdev name of the nexus */
+    uint64_t size;               /* 0: the smallest child */
+    const char *const *children; /* bdev names or nbd:// URIs */
+    unsigned nr_children;
+    uint64_t generation;         /* fencing epoch; refused if older than the recorded one */
+    const char *state_path;      /* membership file; NULL: the global state dir, else memory */
+    uint64_t segment_size;       /* dirty-log and rebuild granularity; 0: 1 MiB */
+    uint32_t io_timeout_s;       /* for nbd:// children; 0: IOC_NEXUS_CHILD_TIMEOUT_S */
+    uint64_t rebuild_rate;       /* bytes/s, 0 = unlimited */
+    bool rebuild_verify;         /* compare every copied extent after the copy */
+    bool no_auto_return;         /* do not probe faulted children and bring them back */
+    struct ioc_reactor *reactor; /* owner; NULL: ioc_reactor_next() */
+};
+
+/**
+ * Create a nexus and register it as a bdev. If the state file exists, the
+ * recorded membership wins: children recorded faulted come back out of sync
+ * with their dirty log (partial rebuild); a generation older than the
+ * recorded one is refused (-ESTALE). Returns 0 or a negative errno with err
+ * filled: -EINVAL, -ENOENT (no such bdev), -EEXIST, -ESTALE, -ENODEV (no
+ * child could be opened), -EIO (the state file cannot be written).
+ */
+int ioc_nexus_create(const struct ioc_nexus_opts *opts, struct ioc_err *err);
+
+/** Delete the nexus bdev; with purge also its state file. -EBUSY while exported. */
+int ioc_nexus_destroy(const char *name, bool purge, struct ioc_err *err);
+
+/** Every nexus (or the named one) as a JSON array (new reference). */
+int ioc_nexus_list(const char *name, json_t **out, struct ioc_err *err);
+
+/** Membership changes. A child is named by its URI or bdev name. */
+int ioc_nexus_child_add(const char *name, const char *uri, struct ioc_err *err);
+int ioc_nexus_child_remove(const char *name, const char *uri, struct ioc_err *err);
+int ioc_nexus_child_fault(const char *name, const char *uri, struct ioc_err *err);
+int ioc_nexus_child_online(const char *name, const char *uri, struct ioc_err *err);
+
+/**
+ * Create the replica bdev `name` of generation `generation` on base (see
+ * nexus_replica.c): IO through replica bdevs of older generations of the
+ * same base is rejected with EPERM from now on. -ESTALE if a newer
+ * generation is recorded. Control thread.
+ */
+int ioc_replica_create(const char *name, const char *base, uint64_t generation,
+                       struct ioc_err *err);
+
+/** Default directory for state files (`iocd --state-dir`); NULL: keep membership in memory. */
+void ioc_nexus_set_state_dir(const char *dir);
+
+#endif

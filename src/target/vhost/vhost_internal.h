@@ -1,0 +1,175 @@
+/*
+ * target/vhost/vhost_internal.h - private state of the vhost-user-blk target.
+ *
+ * One vhost_dev per client connection. vhost_msg.c owns the control plane
+ * (messages, memory table, vring setup), vhost_vring.c the split rings
+ * (chain validation, used ring, notification flags), vhost_blk.c turns
+ * chains into bdev IO, vhost_target.c owns sockets and reactors.
+ * Everything in a vhost_dev is touched only on its reactor.
+ */
+#ifndef IOC_TARGET_VHOST_VHOST_INTERNAL_H
+#define IOC_TARGET_VHOST_VHOST_INTERNAL_H
+
+#include "ioc/common.h"
+
+#include <stdatomic.h>
+#include <sys/uio.h>
+
+#include "bdev/bdev.h"
+#include "core/reactor.h"
+#include "target/vhost/vhost_proto.h"
+
+struct vhost_dev;
+
+/* One mapped memory region of the client. */
+struct vhost_region {
+    uint64_t gpa;       /* "guest physical" start (descriptor addresses) */
+    uint64_t uva;       /* the client's virtual start (vring addresses) */
+    uint64_t size;
+    uint8_t *host;      /* our mapping of gpa */
+    void *mmap_base;    /* what to munmap (NULL when not mmapped: tests, fuzzers) */
+    size_t mmap_len;
+};
+
+/* A validated descriptor chain: readable segments first, then writable. */
+struct vhost_chain {
+    uint16_t head;
+    unsigned nr_read;
+    unsigned nr_write;
+    struct iovec iov[VHOST_MAX_SEGS]; /* [0, nr_read) readable, then nr_write writable */
+    uint64_t write_len;               /* bytes of writable segments */
+};
+
+/* One in-flight virtio-blk request (indexed by head descriptor). */
+struct vhost_req {
+    struct vhost_queue *vq;
+    struct vhost_chain chain;
+    struct iovec *data;     /* data segments inside chain.iov */
+    int nr_data;
+    uint8_t *status;        /* where the status byte goes */
+    uint32_t used_len;
+    bool busy;
+};
+
+struct vhost_queue {
+    struct vhost_dev *dev;
+    unsigned index;
+    unsigned num;               /* ring size, 0 until SET_VRING_NUM */
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    uint16_t last_avail;        /* next avail index to take */
+    uint16_t used_idx;          /* next used index to write (private copy) */
+    uint16_t signalled_used;    /* used index at the last call signal */
+    int kick_fd;
+    int call_fd;
+    bool enabled;
+    bool addr_set;
+    bool started;               /* ready and announced to the glue */
+    struct vhost_user_addr addr;/* as the client gave it, re-translated on SET_MEM_TABLE */
+    unsigned inflight;          /* requests popped and not yet pushed */
+    struct vhost_req *reqs;     /* [num], allocated when the queue starts */
+    /* Owned by vhost_target.c. */
+    struct ioc_uring_req kick_req;
+    uint64_t kick_val;
+    bool kick_posted;
+    struct ioc_deferred signal_defer;
+};
+
+/* Callbacks from the control plane into the glue (vhost_target.c, or tests). */
+struct vhost_dev_ops {
+    /* A queue became ready (addresses, kick and call set, enabled) or stopped. */
+    void (*queue_started)(struct vhost_dev *dev, struct vhost_queue *vq);
+    void (*queue_stopping)(struct vhost_dev *dev, struct vhost_queue *vq);
+    /* Requests completed on vq (used ring updated): signal the client if it wants. */
+    void (*completed)(struct vhost_dev *dev, struct vhost_queue *vq);
+};
+
+struct vhost_dev {
+    const struct vhost_dev_ops *ops;
+    void *ctx;                  /* the glue's */
+    char name[128];             /* for logs: "vhost SOCKET#fd" */
+    /* Negotiated state. */
+    uint64_t features;          /* acked by the client */
+    uint64_t protocol_features;
+    bool owner;
+    /* The export's properties. */
+    struct ioc_bdev *bdev;      /* borrowed from the export */
+    bool read_only;
+    unsigned max_queues;
+    /* Memory table. */
+    unsigned nr_regions;
+    struct vhost_region regions[VHOST_USER_MAX_REGIONS];
+    struct vhost_queue queues[VHOST_MAX_QUEUES];
+    bool broken;                /* the client broke the protocol: needs reset */
+    unsigned inflight;          /* bdev IOs in flight, all queues */
+};
+
+/* ---- vhost_msg.c: the control plane, socket-free ---- */
+
+/* A reply to send (size 0: none). */
+struct vhost_reply {
+    struct vhost_user_hdr hdr;
+    uint8_t payload[VHOST_USER_PAYLOAD_MAX];
+};
+
+uint64_t vhost_dev_features(const struct vhost_dev *dev);
+void vhost_dev_init(struct vhost_dev *dev, const struct vhost_dev_ops *ops, void *ctx,
+                    struct ioc_bdev *bdev, bool read_only, unsigned max_queues);
+/**
+ * Handle one complete message. fds (nfds of them) are taken: each one is
+ * either kept by the device or closed. On return reply->hdr.size says
+ * whether (and what) to answer; reply->hdr.request == 0 means no reply.
+ * Returns 0, or a negative errno meaning "drop the connection".
+ */
+int vhost_dev_handle_msg(struct vhost_dev *dev, const struct vhost_user_hdr *hdr,
+                         const void *payload, int *fds, int nfds, struct vhost_reply *reply);
+/** Release everything the device holds (maps, fds, request arrays). */
+void vhost_dev_fini(struct vhost_dev *dev);
+/** Install a region without mmap (unit tests and fuzzers). */
+int vhost_dev_add_region(struct vhost_dev *dev, uint64_t gpa, uint64_t uva, uint64_t size,
+                         void *host);
+/** Mark the device broken (needs reset): no more requests are taken. */
+void vhost_dev_set_broken(struct vhost_dev *dev, const char *why);
+bool vhost_queue_ready(const struct vhost_queue *vq);
+
+/* ---- vhost_vring.c ---- */
+
+/** Translate [gpa, gpa+len) to our pointer if it lies in one region, else NULL. */
+void *vhost_gpa_to_host(const struct vhost_dev *dev, uint64_t gpa, uint64_t len);
+void *vhost_uva_to_host(const struct vhost_dev *dev, uint64_t uva, uint64_t len);
+/** Whether the avail ring has entries we have not taken. */
+bool vhost_vring_has_work(const struct vhost_queue *vq);
+/**
+ * Read the head of the next avail entry (read once: pass it to pop). Returns
+ * 1 (*head set), 0 (ring empty) or -EINVAL (head out of range, or the client
+ * published more than a ring's worth).
+ */
+int vhost_vring_peek(struct vhost_queue *vq, uint16_t *head);
+/**
+ * Validate the chain starting at head (from vhost_vring_peek) into chain and
+ * consume the avail entry. Returns 0 or -EINVAL (invalid: nothing consumed;
+ * the caller marks the device broken).
+ */
+int vhost_vring_pop(struct vhost_queue *vq, uint16_t head, struct vhost_chain *chain);
+/** Put a completed chain on the used ring (visible to the client at once). */
+void vhost_vring_push(struct vhost_queue *vq, uint16_t head, uint32_t len);
+/** Whether the client wants a call signal now (checks NO_INTERRUPT after a fence). */
+bool vhost_vring_need_signal(struct vhost_queue *vq);
+/** Set or clear VRING_USED_F_NO_NOTIFY (we poll / we want kicks). */
+void vhost_vring_set_no_notify(struct vhost_queue *vq, bool no_notify);
+
+/* ---- vhost_blk.c ---- */
+
+/** Virtio-blk device features the target offers. */
+uint64_t vhost_blk_features(const struct vhost_dev *dev);
+/** Fill the virtio-blk config space. */
+void vhost_blk_config(const struct vhost_dev *dev, struct virtio_blk_config *cfg);
+/**
+ * Take up to budget requests from vq and start them. Returns the number
+ * taken (work done), 0 if none; marks the device broken on invalid chains.
+ * Needs a reactor thread (bdev IO).
+ */
+int vhost_blk_process(struct vhost_queue *vq, unsigned budget);
+
+#endif
