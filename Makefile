@@ -17,6 +17,7 @@ build: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=debugoptimized >/dev/null
 	@ninja -C $(BUILD) >/dev/null || ninja -C $(BUILD)
 	@ln -sfn tools/iocctl $(BUILD)/iocctl
+	@ln -sfn tools/vblk-perf $(BUILD)/vblk-perf
 	@[ ! -e $(BUILD)/tools/ioc-verify ] || ln -sfn tools/ioc-verify $(BUILD)/ioc-verify
 	@echo "built: $(BUILD)/iocd $(BUILD)/iocctl"
 

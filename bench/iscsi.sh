@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/iscsi.sh - iocd's iSCSI target against tgt on the same file, same run.
 #
-#   bench/iscsi.sh [BUILD_DIR]      env: SIZE (1GiB) SECONDS (8) REPEATS (3) IOCD_CORES (1)
+#   bench/iscsi.sh [BUILD_DIR]      env: SIZE (1GiB) BENCH_SECONDS (8) REPEATS (3) IOCD_CORES (1)
 #
 # Workloads, 4k random at queue depth 32, one session each:
 #   read   iscsi-perf -m 32 -b 8 -r   (libiscsi), run for SECONDS, its final
@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
 SIZE=${SIZE:-1GiB}
-SECONDS_PER=${SECONDS:-8}
+SECONDS_PER=${BENCH_SECONDS:-8}
 REPEATS=${REPEATS:-3}
 IOCD_CORES=${IOCD_CORES:-1}
 WCOUNT=${WCOUNT:-150000}
@@ -82,7 +82,7 @@ IOCD_URL="iscsi://127.0.0.1:$IPORT/iqn.2024-01.io.ioc:bench/0"
 
 # ---- tgt (foreground, its own control port and portal)
 TPORT=$(free_port)
-CTL=$(( (TPORT % 50000) + 10000 ))
+CTL=$(( (TPORT % 20000) + 1000 ))
 tgtd -f -C "$CTL" --iscsi "portal=127.0.0.1:$TPORT" >"$WORK/tgtd.log" 2>&1 &
 PIDS+=($!)
 TGT_PID=$!

@@ -316,6 +316,7 @@ static const struct cmd g_cmds[] = {
         .method = "pool_list",
         .summary = "list pools",
         .args = {{"NAME", "name", ARG_STRING, false, NULL, "show only this pool"}},
+        .print = iocctl_print_pools,
     },
     {
         .path = "iscsi target create",
@@ -418,6 +419,7 @@ static const struct cmd g_cmds[] = {
         .method = "volume_list",
         .summary = "list volumes and snapshots",
         .args = {{"POOL", "pool", ARG_STRING, false, NULL, "only this pool"}},
+        .print = iocctl_print_volumes,
     },
     {
         .path = "volume attr set",

@@ -42,6 +42,12 @@ int iocctl_call(const struct iocctl_opts *opts, const char *method, json_t *para
 /** Check the pool in path offline; prints the findings. Returns 0 clean, 1 problems, 2 unreadable. */
 int iocctl_pool_check(const char *path);
 
+/** pool_list as NAME SIZE USED FREE CLUSTER VOLUMES BDEV. */
+void iocctl_print_pools(json_t *result);
+
+/** volume_list as NAME TYPE SIZE ALLOCATED PARENT CHILDREN ACCESS. */
+void iocctl_print_volumes(json_t *result);
+
 /* ---- iocctl_cluster.c ---- */
 
 /** Is word one of the cluster commands (apply, get, describe, delete) that talk to etcd? */

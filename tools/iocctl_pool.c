@@ -9,6 +9,10 @@
  * 2 unreadable (no pool there, truncated, IO error).
  *
  * It never writes: repair is a separate, deliberate step (not done yet).
+ *
+ * Also the table forms of `pool list` and `volume list` (`-o json` prints
+ * the raw result instead): a small column printer of its own, because the
+ * generic one in iocctl_print.c is private to that file.
  */
 #include "ioc/common.h"
 
@@ -20,7 +24,148 @@
 #include <unistd.h>
 
 #include "iocctl.h"
+#include "lib/size.h"
 #include "pool/pool_meta.h"
+
+/* ---- tables for pool list and volume list ---- */
+
+#define POOL_COLS 8
+#define POOL_CELL 96
+
+struct pool_table {
+    size_t ncols, nrows;
+    char (*cells)[POOL_COLS][POOL_CELL];
+};
+
+static void
+pool_table_print(const struct pool_table *t)
+{
+    size_t w[POOL_COLS] = {0};
+
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            w[c] = IOC_MAX(w[c], strlen(t->cells[r][c]));
+        }
+    }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            if (c + 1 < t->ncols) {
+                printf("%-*s  ", (int)w[c], t->cells[r][c]);
+            } else {
+                printf("%s\n", t->cells[r][c]);
+            }
+        }
+    }
+}
+
+static void
+pool_cell_size(char *cell, json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (json_is_integer(v)) {
+        ioc_size_format((uint64_t)json_integer_value(v), false, cell, POOL_CELL);
+    } else {
+        snprintf(cell, POOL_CELL, "-");
+    }
+}
+
+static void
+pool_cell_str(char *cell, json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (json_is_string(v)) {
+        snprintf(cell, POOL_CELL, "%s", json_string_value(v));
+    } else if (json_is_integer(v)) {
+        snprintf(cell, POOL_CELL, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else {
+        snprintf(cell, POOL_CELL, "-");
+    }
+}
+
+/* A header row, then one row per array element filled by fill; plain JSON otherwise. */
+static void
+pool_rows(json_t *result, const char *const *header, size_t ncols,
+          void (*fill)(char (*row)[POOL_CELL], json_t *obj))
+{
+    struct pool_table t = {.ncols = ncols};
+    size_t i;
+    json_t *obj;
+
+    if (!json_is_array(result)) {
+        iocctl_print_plain(result);
+        return;
+    }
+    t.cells = calloc(json_array_size(result) + 1, sizeof(*t.cells));
+    if (t.cells == NULL) {
+        iocctl_print_json(result);
+        return;
+    }
+    for (size_t c = 0; c < ncols; c++) {
+        snprintf(t.cells[0][c], POOL_CELL, "%s", header[c]);
+    }
+    json_array_foreach(result, i, obj) {
+        fill(t.cells[i + 1], obj);
+    }
+    t.nrows = json_array_size(result) + 1;
+    pool_table_print(&t);
+    free(t.cells);
+}
+
+static void
+fill_pool(char (*row)[POOL_CELL], json_t *obj)
+{
+    json_t *size = json_object_get(obj, "size"), *free_b = json_object_get(obj, "free");
+
+    pool_cell_str(row[0], obj, "name");
+    pool_cell_size(row[1], obj, "size");
+    if (json_is_integer(size) && json_is_integer(free_b)) {
+        ioc_size_format((uint64_t)(json_integer_value(size) - json_integer_value(free_b)),
+                        false, row[2], POOL_CELL);
+    } else {
+        snprintf(row[2], POOL_CELL, "-");
+    }
+    pool_cell_size(row[3], obj, "free");
+    pool_cell_size(row[4], obj, "cluster_size");
+    pool_cell_str(row[5], obj, "volumes");
+    pool_cell_str(row[6], obj, "bdev");
+}
+
+void
+iocctl_print_pools(json_t *result)
+{
+    static const char *const header[] = {"NAME", "SIZE", "USED", "FREE", "CLUSTER",
+                                         "VOLUMES", "BDEV"};
+
+    pool_rows(result, header, IOC_ARRAY_SIZE(header), fill_pool);
+}
+
+static void
+fill_volume(char (*row)[POOL_CELL], json_t *obj)
+{
+    bool snap = json_is_true(json_object_get(obj, "snapshot"));
+
+    pool_cell_str(row[0], obj, "bdev");
+    snprintf(row[1], POOL_CELL, "%s", snap ? "snapshot" : "volume");
+    pool_cell_size(row[2], obj, "size");
+    pool_cell_size(row[3], obj, "allocated");
+    pool_cell_str(row[4], obj, "parent");
+    pool_cell_str(row[5], obj, "children");
+    snprintf(row[6], POOL_CELL, "%s",
+             json_is_true(json_object_get(obj, "read_only")) ? "ro" : "rw");
+}
+
+void
+iocctl_print_volumes(json_t *result)
+{
+    static const char *const header[] = {"NAME", "TYPE", "SIZE", "ALLOCATED", "PARENT",
+                                         "CHILDREN", "ACCESS"};
+
+    pool_rows(result, header, IOC_ARRAY_SIZE(header), fill_volume);
+}
+
+/* ---- pool check ---- */
 
 static void
 check_report(void *arg, const char *msg)

@@ -581,6 +581,26 @@ job_init(struct job *j, const struct opts *o, struct engine *e)
     return 0;
 }
 
+static void
+job_fini(struct job *j)
+{
+    for (unsigned i = 0; j->bufs != NULL && i < j->o->qd; i++) {
+        if (j->e->v != NULL) {
+            vblk_buf_free(j->e->v, j->bufs[i]);
+        } else {
+            free(j->bufs[i]);
+        }
+    }
+    free(j->gen);
+    free(j->busy);
+    free(j->bufs);
+    free(j->slot_block);
+    free(j->slot_start);
+    free(j->slot_op);
+    free(j->slot_gen);
+    free(j->free_slots);
+}
+
 static double
 cpu_seconds(void)
 {
@@ -686,6 +706,7 @@ main(int argc, char **argv)
         fflush(stdout);
         usleep((useconds_t)(o.idle * 1e6)); /* connected, no IO: for idle-CPU checks */
     }
+    job_fini(&j);
     if (e.v != NULL) {
         vblk_close(&e.v);
     } else if (e.fd >= 0) {

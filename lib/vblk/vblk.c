@@ -25,7 +25,10 @@
  * copy every byte; applications that care about the fast path allocate from
  * the heap instead (as with io_uring registered buffers).
  */
+#include "ioc/common.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,11 +298,13 @@ mem_create(struct vblk *v, unsigned queue_size, size_t heap_len)
     qlen = (qlen + VBLK_PAGE - 1) & ~(size_t)(VBLK_PAGE - 1);
     v->heap_len = (heap_len + VBLK_PAGE - 1) & ~(size_t)(VBLK_PAGE - 1);
     v->mem_len = qlen + v->heap_len;
-    v->mem_fd = memfd_create("vblk", MFD_CLOEXEC);
+    v->mem_fd = memfd_create("vblk", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (v->mem_fd < 0) {
         return -errno;
     }
-    if (ftruncate(v->mem_fd, (off_t)v->mem_len) != 0) {
+    /* Sealed size: the backend can trust that its mapping never loses pages. */
+    if (ftruncate(v->mem_fd, (off_t)v->mem_len) != 0 ||
+        fcntl(v->mem_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
         return -errno;
     }
     v->mem = mmap(NULL, v->mem_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,

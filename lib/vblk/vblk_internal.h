@@ -49,6 +49,8 @@ struct vblk_queue {
     enum vblk_mode mode;
     uint64_t spin_ns;             /* adaptive: current spin window */
     uint64_t gap_ewma_ns;         /* adaptive: mean wait before a completion arrived */
+    uint64_t nospin_until;        /* adaptive: sleep-only until then (preempted while spinning) */
+    uint64_t nospin_ns;           /* adaptive: current length of that back-off, 0 = none */
 };
 
 struct vblk {

@@ -28,6 +28,8 @@
  * Not done: EVENT_IDX, indirect descriptors, out-of-order completion beyond
  * what the used ring gives (it is handled: slots are per head).
  */
+#include "ioc/common.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
@@ -40,6 +42,9 @@
 #include "lib/vblk/vblk_internal.h"
 
 #define VBLK_ALIGN(x, a) (((x) + (a) - 1) & ~(size_t)((a) - 1))
+#define VBLK_PREEMPT_NS     100000ull    /* a gap this long while spinning means preemption */
+#define VBLK_NOSPIN_MIN_NS  20000000ull
+#define VBLK_NOSPIN_MAX_NS  1000000000ull
 
 static uint64_t
 now_ns(void)
@@ -331,16 +336,19 @@ sleep_call(struct vblk_queue *q, int timeout_ms)
 }
 
 /*
- * Spin on the used ring until `until` (0: no limit) or the deadline. After
- * 200 us without a completion the spinner yields the CPU between checks: on
- * a machine with more runnable threads than cores, the backend we wait for
- * may need this very core.
+ * Spin on the used ring until `until` (0: no limit) or the deadline. Returns
+ * the number reaped, 0 when the window ran out, or -EAGAIN when the spinner
+ * found it had been preempted (a gap of more than VBLK_PREEMPT_NS between two
+ * looks at the clock): on a machine with more runnable threads than cores,
+ * spinning then takes the CPU from the backend we are waiting for, so the
+ * adaptive mode stops spinning for a while (see adapt_preempted). In busy
+ * mode the spinner only yields the CPU after 200 us without a completion.
  */
 static int
 wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t until,
           uint64_t deadline)
 {
-    uint64_t start = now_ns();
+    uint64_t start = now_ns(), last = start;
 
     for (unsigned i = 1;; i++) {
         int n = vblk_queue_poll(q, out, max);
@@ -348,15 +356,19 @@ wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t u
         if (n != 0) {
             return n;
         }
-        if ((i & 255) == 0) {
+        if ((i & 63) == 0) {
             uint64_t now = now_ns();
 
             if ((until != 0 && now >= until) || (deadline != 0 && now >= deadline)) {
                 return 0;
             }
-            if (now - start > 200000) {
+            if (q->mode == VBLK_MODE_ADAPTIVE && now - last > VBLK_PREEMPT_NS) {
+                return -EAGAIN;
+            }
+            if (q->mode == VBLK_MODE_BUSY && now - start > 200000) {
                 sched_yield();
             }
+            last = now;
         }
     }
 }
@@ -403,6 +415,19 @@ adapt(struct vblk_queue *q, uint64_t waited_ns)
     }
 }
 
+/*
+ * The spinner was preempted: the CPU is oversubscribed. Sleep-only for a
+ * back-off period that doubles while it keeps happening (20 ms .. 1 s) and
+ * resets after a spin that ran undisturbed.
+ */
+static void
+adapt_preempted(struct vblk_queue *q, uint64_t now)
+{
+    q->nospin_ns = q->nospin_ns == 0 ? VBLK_NOSPIN_MIN_NS
+                                     : IOC_VBLK_MIN(q->nospin_ns * 2, VBLK_NOSPIN_MAX_NS);
+    q->nospin_until = now + q->nospin_ns;
+}
+
 int
 vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int timeout_ms)
 {
@@ -421,7 +446,16 @@ vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int 
     default:
         break;
     }
-    n = q->spin_ns ? wait_spin(q, out, max, start + q->spin_ns, deadline) : 0;
+    n = 0;
+    if (q->spin_ns != 0 && start >= q->nospin_until) {
+        n = wait_spin(q, out, max, start + q->spin_ns, deadline);
+        if (n == -EAGAIN) {
+            adapt_preempted(q, now_ns());
+            n = 0;
+        } else if (n > 0 && q->nospin_until != 0 && start > q->nospin_until + q->nospin_ns) {
+            q->nospin_ns = 0; /* spinning works again */
+        }
+    }
     if (n == 0) {
         n = wait_sleep(q, out, max, deadline);
         __atomic_store_n(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);

@@ -466,6 +466,12 @@ ioc_nexus_create(const struct ioc_nexus_opts *opts, struct ioc_err *err)
     if (rc < 0) {
         return rc;
     }
+    bdev = ioc_bdev_get_by_name(opts->name);
+    if (bdev != NULL) {
+        /* Before touching the state file: it belongs to the live one. */
+        ioc_bdev_put(&bdev);
+        return ioc_err_set(err, -EEXIST, "name: a bdev named '%s' exists", opts->name);
+    }
     nx = calloc(1, sizeof(*nx));
     if (nx == NULL) {
         return ioc_err_set(err, -ENOMEM, "out of memory");

@@ -18,7 +18,8 @@
  * are recorded too. In steady state this costs one comparison; after a
  * change, finished writes wait in a FIFO until the record is written.
  *
- * Reads (and BLOCK_STATUS) go to one online child, round robin; a failed
+ * Reads (and BLOCK_STATUS) go to one online child, round robin in strides
+ * of 32; a failed
  * read faults that child and is retried on the next one.
  *
  * Range lock: the rebuild locks the segment it copies. A write overlapping
@@ -41,6 +42,7 @@
 #include "nexus/nexus_internal.h"
 
 #define NEXUS_RETRY_US 1000
+#define NEXUS_READ_STRIDE 32
 
 static inline struct nexus_io *
 nio(struct ioc_bdev_io *io)
@@ -262,7 +264,7 @@ nexus_fanout_done(struct ioc_bdev_io *io)
         if (--nx->flushes_inflight == 0 && n->ok > 0) {
             nexus_dirty_zero(nx, nx->flushing); /* durable on every child still in the set */
         }
-    } else if (n->ok > 0) {
+    } else if (n->ok > 0 && !(io->flags & IOC_IO_FUA)) {
         nexus_dirty_mark(nx, nx->unflushed, io->offset, io->length);
     }
     if (n->status < 0) {
@@ -405,12 +407,22 @@ nexus_write_start(struct ioc_nexus *nx, struct ioc_bdev_io *io)
 
 static void nexus_read_start(struct ioc_nexus *nx, struct ioc_bdev_io *io);
 
+/*
+ * Round robin in strides of NEXUS_READ_STRIDE reads: balanced over time, but
+ * a burst of reads keeps one replica busy instead of waking all of them for
+ * one read each (which costs more CPU than it gains in parallelism).
+ */
 static struct nexus_child *
 nexus_pick_reader(struct ioc_nexus *nx)
 {
+    unsigned start = nx->rr++ / NEXUS_READ_STRIDE;
+
     for (unsigned k = 0; k < IOC_NEXUS_MAX_CHILDREN; k++) {
-        struct nexus_child *c = nx->children[nx->rr++ % IOC_NEXUS_MAX_CHILDREN];
+        struct nexus_child *c = nx->children[(start + k) % IOC_NEXUS_MAX_CHILDREN];
         if (c != NULL && c->state == NEXUS_CHILD_ONLINE) {
+            if (k != 0) {
+                nx->rr = (start + k) * NEXUS_READ_STRIDE + 1; /* skip empty slots next time */
+            }
             return c;
         }
     }

@@ -49,14 +49,14 @@
 #define REBUILD_MAX_EXTENTS 64
 
 enum task_state {
-    TASK_IDLE = 0,
-    TASK_LOCKING,
-    TASK_STATUS,
-    TASK_READ,
-    TASK_WRITE,
-    TASK_ZERO,
-    TASK_VERIFY_CHILD,
-    TASK_VERIFY_SOURCE,
+    TASK_IDLE = 0,      /* no segment; not counted in rb->active */
+    TASK_LOCKING,       /* waits for the range lock of its segment */
+    TASK_STATUS,        /* BLOCK_STATUS of the rest of the segment on the source */
+    TASK_READ,          /* reading a data extent from the source into buf */
+    TASK_WRITE,         /* writing buf to the child */
+    TASK_ZERO,          /* WRITE_ZEROES (or a zero buffer) on the child */
+    TASK_VERIFY_CHILD,  /* reading the copy back into vbuf */
+    TASK_VERIFY_SOURCE, /* reading the source again into vbuf */
 };
 
 struct nexus_rebuild;
@@ -87,11 +87,13 @@ struct nexus_rebuild {
     struct ioc_timer *rate_timer;
     uint8_t *zeroes;
     uint64_t *copied;              /* segments copied but not flushed on the child yet */
+    unsigned next_source;          /* round robin over online children */
     struct ioc_bdev_io *flush;     /* the final flush, when in flight */
     struct rebuild_task tasks[REBUILD_DEPTH];
 };
 
 static void task_next(struct rebuild_task *t);
+static void task_idle_hold_drop(struct nexus_rebuild *rb);
 static void task_extent(struct rebuild_task *t);
 
 /* ---- lifetime ---- */
@@ -295,7 +297,7 @@ rebuild_pick_source(struct nexus_rebuild *rb)
     struct ioc_nexus *nx = rb->nx;
 
     for (unsigned k = 0; k < IOC_NEXUS_MAX_CHILDREN; k++) {
-        struct nexus_child *c = nx->children[nx->rr++ % IOC_NEXUS_MAX_CHILDREN];
+        struct nexus_child *c = nx->children[rb->next_source++ % IOC_NEXUS_MAX_CHILDREN];
         if (c != NULL && c->state == NEXUS_CHILD_ONLINE) {
             return c;
         }

@@ -510,6 +510,7 @@ vio_cow(struct ioc_bdev_io *io, struct pool_vol *vol, uint32_t lc)
     struct pool_alloc *a = vio_alloc_find(pool, vol, lc);
     uint64_t in = (io->offset + ctx->done) & (pool->cluster_size - 1);
     uint32_t c, src;
+    bool whole;
     int rc;
 
     if (a != NULL) {
@@ -525,9 +526,10 @@ vio_cow(struct ioc_bdev_io *io, struct pool_vol *vol, uint32_t lc)
         pool_commit(pool, &ctx->cw);
         return;
     }
+    whole = io->type == IOC_IO_WRITE && in == 0 && ctx->seg_len == pool->cluster_size;
     a = rc == 0 ? calloc(1, sizeof(*a)) : NULL;
-    ctx->cow_buf = a != NULL ? aligned_alloc(4096, pool->cluster_size) : NULL;
-    if (rc == 0 && ctx->cow_buf == NULL) {
+    ctx->cow_buf = a != NULL && !whole ? aligned_alloc(4096, pool->cluster_size) : NULL;
+    if (rc == 0 && (a == NULL || (ctx->cow_buf == NULL && !whole))) {
         free(a);
         pool->cstate[c] = POOL_CL_FREE;
         pool->nfree++;
@@ -540,6 +542,15 @@ vio_cow(struct ioc_bdev_io *io, struct pool_vol *vol, uint32_t lc)
     *a = (struct pool_alloc){.vol = vol, .lc = lc, .cluster = c, .next = pool->allocs};
     pool->allocs = a;
     ctx->alloc = a;
+    if (whole) {
+        /* The write covers the cluster: straight from the caller's buffers, no copy. */
+        rc = vio_child(io, IOC_IO_WRITE, pool_cluster_off(pool, c), ctx->seg_len,
+                       vio_seg_iov(io), ctx->seg_iovcnt, 0, vio_cow_write_done, io);
+        if (rc < 0) {
+            vio_cow_fail(io, rc);
+        }
+        return;
+    }
     src = pool_resolve(vol, lc);
     if (src == UINT32_MAX || (in == 0 && ctx->seg_len == pool->cluster_size)) {
         if (src == UINT32_MAX) {
@@ -577,7 +588,8 @@ vio_zero_seg(struct ioc_bdev_io *io, struct pool_vol *vol, uint32_t lc, uint64_t
         vio_cow(io, vol, lc); /* a parent has data here: zeroes must shadow it */
         return false;
     }
-    if (whole && !(io->flags & IOC_IO_NO_HOLE) && vio_nothing_below(vol, lc)) {
+    if (whole && !(io->flags & IOC_IO_NO_HOLE) && vio_nothing_below(vol, lc) &&
+        !(pool_vd(pool, vol)->flags & IOC_VOL_THICK)) {
         pool_cluster_free(pool, vol, lc);
         return true;
     }

@@ -26,8 +26,11 @@
  * (the data path on other reactors reads maps and parents under it), and
  * calls back once the commit that records it is on stable storage.
  *
- * Not done: thick volumes (thin: false is refused with -ENOTSUP), shrinking
- * a volume that has a parent (its parent's data would reappear on regrow).
+ * Thick volumes (thin: false) get every cluster at creation, zeroed first
+ * and committed with the entry (see "thick volumes" below).
+ *
+ * Not done: shrinking a volume that has a parent (its parent's data would
+ * reappear on a later grow).
  */
 #include "ioc/common.h"
 
@@ -330,6 +333,176 @@ vol_add(struct ioc_pool *pool, uint32_t id, const char *name, uint64_t size, uin
     return 0;
 }
 
+/* ---- thick volumes ---- */
+
+/*
+ * A thick volume gets all its clusters at creation. They are taken (ALLOC:
+ * not in the cluster table), zeroed on the base, and only then are the
+ * volume entry and every cluster-table entry added in memory and committed
+ * together: a crash leaves either no volume (the clusters free) or the whole
+ * volume reading zeroes. Its bdev appears at that point. TRIM on a thick
+ * volume writes zeroes instead of freeing clusters (pool_io.c).
+ */
+#define THICK_QD 8
+
+struct thick_ctx {
+    struct ioc_pool *pool;
+    char name[IOC_POOL_NAME_MAX];
+    uint64_t size;
+    uint32_t *cl;             /* the clusters taken, one per logical cluster */
+    uint32_t n, next, done;
+    unsigned inflight;
+    int status;
+    uint8_t *zero;            /* a zero cluster when the base has no WRITE_ZEROES */
+    struct ioc_err *err;
+    ioc_pool_cb cb;
+    void *cb_arg;
+};
+
+static void
+thick_release(struct ioc_pool *pool, const uint32_t *cl, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        pool->cstate[cl[i]] = POOL_CL_FREE;
+    }
+    pool->nfree += n;
+}
+
+static void
+thick_finish(struct thick_ctx *ctx, int rc)
+{
+    struct ioc_pool *pool = ctx->pool;
+    struct pool_vol *vol = NULL;
+    uint32_t id;
+
+    if (rc < 0) {
+        ioc_err_set(ctx->err, rc, "zeroing the clusters of '%s/%s' failed: %s", pool->name,
+                    ctx->name, strerror(-rc));
+    }
+    if (rc == 0) {
+        rc = vol_name_free(pool, "name", ctx->name, ctx->err); /* taken meanwhile? */
+    }
+    if (rc == 0) {
+        rc = vol_slot_free(pool, &id, ctx->err);
+    }
+    if (rc == 0) {
+        rc = vol_add(pool, id, ctx->name, ctx->size, IOC_VOL_THICK, NULL, &vol, ctx->err);
+    }
+    if (rc == 0) {
+        for (uint32_t lc = 0; lc < ctx->n; lc++) {
+            pool_cluster_set(pool, vol, lc, ctx->cl[lc]);
+        }
+        rc = vol_op_commit(pool, ctx->cb, ctx->cb_arg, ctx->err);
+    } else {
+        thick_release(pool, ctx->cl, ctx->n);
+    }
+    if (rc < 0) {
+        pool_cb_later(ctx->cb, ctx->cb_arg, rc);
+    }
+    free(ctx->zero);
+    free(ctx->cl);
+    free(ctx);
+}
+
+static void thick_step(struct thick_ctx *ctx);
+
+static void
+thick_io_done(struct ioc_bdev_io *io, void *arg)
+{
+    struct thick_ctx *ctx = arg;
+
+    if (io->status < 0 && ctx->status == 0) {
+        ctx->status = io->status;
+    }
+    ioc_bdev_io_free(io);
+    ctx->inflight--;
+    ctx->done++;
+    thick_step(ctx);
+}
+
+/* Keep up to THICK_QD zeroing IOs in flight; finish when all are done. */
+static void
+thick_step(struct thick_ctx *ctx)
+{
+    struct ioc_pool *pool = ctx->pool;
+
+    while (ctx->status == 0 && ctx->next < ctx->n && ctx->inflight < THICK_QD) {
+        struct ioc_bdev_io *io = ioc_bdev_io_alloc(pool->base);
+        uint64_t off = pool->data_offset + ((uint64_t)ctx->cl[ctx->next] << pool->cluster_shift);
+        int rc = io != NULL ? 0 : -ENOMEM;
+
+        if (rc == 0 && ctx->zero != NULL) {
+            io->iov_single.iov_base = ctx->zero;
+            io->iov_single.iov_len = pool->cluster_size;
+            ioc_bdev_io_prep_rw(io, IOC_IO_WRITE, off, pool->cluster_size, &io->iov_single, 1,
+                                0, thick_io_done, ctx);
+        } else if (rc == 0) {
+            ioc_bdev_io_prep(io, IOC_IO_WRITE_ZEROES, off, pool->cluster_size, IOC_IO_NO_HOLE,
+                             thick_io_done, ctx);
+        }
+        rc = rc == 0 ? ioc_bdev_io_submit(io) : rc;
+        if (rc < 0) {
+            ioc_bdev_io_free(io);
+            ctx->status = rc;
+            break;
+        }
+        ctx->next++;
+        ctx->inflight++;
+    }
+    if (ctx->inflight == 0 && (ctx->status < 0 || ctx->done == ctx->n)) {
+        thick_finish(ctx, ctx->status);
+    }
+}
+
+static void
+thick_start_msg(void *arg)
+{
+    thick_step(arg);
+}
+
+static int
+vol_create_thick(struct ioc_pool *pool, const char *name, uint64_t size, struct ioc_err *err,
+                 ioc_pool_cb cb, void *cb_arg)
+{
+    uint32_t n = (uint32_t)ioc_pool_vol_clusters(size, pool->cluster_size);
+    struct thick_ctx *ctx;
+    uint32_t got = 0;
+
+    if (n > pool->nfree) {
+        return ioc_err_set(err, -ENOSPC, "size: pool '%s' has %u free clusters, a thick volume "
+                           "of this size needs %u", pool->name, pool->nfree, n);
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx != NULL) {
+        ctx->cl = malloc((size_t)n * sizeof(*ctx->cl));
+    }
+    if (ctx != NULL && ctx->cl != NULL && !ioc_bdev_supports(pool->base, IOC_IO_WRITE_ZEROES)) {
+        ctx->zero = aligned_alloc(4096, pool->cluster_size);
+        if (ctx->zero != NULL) {
+            memset(ctx->zero, 0, pool->cluster_size);
+        }
+    }
+    while (ctx != NULL && ctx->cl != NULL && got < n && pool_cluster_alloc(pool, &ctx->cl[got]) == 0) {
+        got++;
+    }
+    if (ctx == NULL || ctx->cl == NULL || got < n ||
+        (ctx->zero == NULL && !ioc_bdev_supports(pool->base, IOC_IO_WRITE_ZEROES)) ||
+        ioc_reactor_send_msg(ioc_reactor_self(), thick_start_msg, ctx) < 0) {
+        if (ctx != NULL && ctx->cl != NULL) {
+            thick_release(pool, ctx->cl, got);
+            free(ctx->cl);
+            free(ctx->zero);
+        }
+        free(ctx);
+        return ioc_err_set(err, got < n && ctx != NULL ? -ENOSPC : -ENOMEM,
+                           "out of space or memory allocating a thick volume");
+    }
+    *ctx = (struct thick_ctx){.pool = pool, .size = size, .cl = ctx->cl, .n = n,
+                              .zero = ctx->zero, .err = err, .cb = cb, .cb_arg = cb_arg};
+    snprintf(ctx->name, sizeof(ctx->name), "%s", name);
+    return 0;
+}
+
 int
 ioc_pool_volume_create(struct ioc_pool *pool, const char *name, uint64_t size, bool thin,
                        struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
@@ -337,15 +510,15 @@ ioc_pool_volume_create(struct ioc_pool *pool, const char *name, uint64_t size, b
     uint32_t id;
     int rc;
 
-    if (!thin) {
-        return ioc_err_set(err, -ENOTSUP, "thin: thick volumes are not supported yet");
-    }
     rc = vol_name_free(pool, "name", name, err);
     if (rc == 0) {
         rc = vol_size_check(pool, size, err);
     }
     if (rc == 0) {
         rc = vol_slot_free(pool, &id, err);
+    }
+    if (rc == 0 && !thin) {
+        return vol_create_thick(pool, name, size, err, cb, cb_arg);
     }
     if (rc == 0) {
         rc = vol_add(pool, id, name, size, 0, NULL, NULL, err);

@@ -54,39 +54,47 @@ fuzz_check_invariants(const struct ioc_pool_meta *m)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/*
+ * Speed (this target once ran ~290 inputs/s): the 1 MiB base image is built
+ * once and kept in a working copy; each input is laid over it and only the
+ * bytes it touched are restored afterwards, instead of allocating and
+ * copying the whole image per input. And each input is decoded once, in the
+ * mode (checker or import) chosen by a bit of its header, rather than twice.
+ * The geometry is already the smallest the format allows: the volume table
+ * is a fixed 128 pages, and a 4 MiB device gives one cluster-table page.
+ */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static uint8_t *base;
+    static uint8_t *base, *work;
     static uint64_t base_len;
     struct ioc_pool_meta *m = NULL;
     struct ioc_pool_sb sb;
-    uint8_t *buf;
-    uint64_t len;
+    uint32_t at = 0;
+    size_t n = 0;
+    bool keep = false;
 
     if (base == NULL) {
         base = fuzz_base(&base_len);
+        work = malloc(base_len);
+        memcpy(work, base, base_len);
     }
-    /* The first 4 bytes choose where the rest lands, so mutations reach every page. */
-    len = base_len;
-    buf = malloc(len);
-    memcpy(buf, base, len);
+    /* The first 4 bytes choose where the rest lands (and the mode), so mutations reach
+     * every page. */
     if (size >= 4) {
-        uint32_t at;
         memcpy(&at, data, 4);
-        at %= (uint32_t)len;
-        memcpy(buf + at, data + 4, IOC_MIN(size - 4, len - at));
+        keep = (at & 1u) != 0;
+        at = (at >> 1) % (uint32_t)base_len;
+        n = IOC_MIN(size - 4, base_len - at);
+        memcpy(work + at, data + 4, n);
     }
-    if (ioc_pool_sb_pick(buf, FUZZ_DEV_SIZE, &sb, NULL) == 0) {
-        int rc = ioc_pool_meta_decode(&sb, buf, len, false, NULL, NULL, &m, NULL);
+    if (ioc_pool_sb_pick(work, FUZZ_DEV_SIZE, &sb, NULL) == 0) {
+        int rc = ioc_pool_meta_decode(&sb, work, base_len, keep, NULL, NULL, &m, NULL);
         if (rc == 0) {
             fuzz_check_invariants(m);
         }
         ioc_pool_meta_free(m);
-        m = NULL;
-        ioc_pool_meta_decode(&sb, buf, len, true, NULL, NULL, &m, NULL);
-        ioc_pool_meta_free(m);
     }
-    free(buf);
+    memcpy(work + at, base + at, n);
     return 0;
 }

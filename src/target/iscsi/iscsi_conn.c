@@ -923,7 +923,7 @@ conn_tmf(struct iscsi_conn *c, const uint8_t *bhs)
         rsp = c->tgt == NULL || iscsi_tgt_lun(c->tgt, lun) == NULL
                   ? ISCSI_TMF_RSP_NO_LUN : conn_tmf_abort(c, fn, p->ttt, lun);
         if (rsp == ISCSI_TMF_RSP_COMPLETE && fn == ISCSI_TMF_LUN_RESET) {
-            scsi_ua_queue(iscsi_tgt_lun(c->tgt, lun), NULL, ASC_BUS_RESET);
+            scsi_lun_reset(iscsi_tgt_lun(c->tgt, lun));
         }
         break;
     case ISCSI_TMF_TARGET_WARM_RESET:
@@ -931,7 +931,7 @@ conn_tmf(struct iscsi_conn *c, const uint8_t *bhs)
         rsp = c->tgt == NULL ? ISCSI_TMF_RSP_REJECTED
                              : conn_tmf_abort(c, ISCSI_TMF_TARGET_WARM_RESET, 0, 0);
         for (unsigned i = 0; c->tgt != NULL && i < c->tgt->nluns; i++) {
-            scsi_ua_queue(c->tgt->luns[i], NULL, ASC_BUS_RESET);
+            scsi_lun_reset(c->tgt->luns[i]);
         }
         break;
     default:
@@ -1144,6 +1144,9 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
         free(c->tasks[i].iov);
     }
     if (c->tgt != NULL && c->tgt_counted) {
+        for (unsigned i = 0; i < c->tgt->nluns; i++) {
+            scsi_nexus_gone(c->tgt->luns[i], c->port);
+        }
         atomic_fetch_sub(&c->tgt->sessions, 1);
     }
     iscsi_tgt_put(&c->tgt);

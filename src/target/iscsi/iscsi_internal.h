@@ -144,6 +144,7 @@ struct scsi_pr {
     unsigned nregs;
     struct scsi_pr_reg regs[SCSI_PR_MAX_REGS];
     int holder;          /* index in regs of the reservation holder, -1 none */
+    char spc2_holder[ISCSI_NAME_MAX + 32]; /* RESERVE(6) holder port, "" none */
     uint8_t type;        /* reservation type when held */
     bool all_regs;       /* type is an "all registrants" type */
 };
@@ -164,7 +165,9 @@ struct iscsi_lun {
     struct scsi_pr pr;
     unsigned nua;
     struct scsi_ua ua[SCSI_UA_MAX];
-    bool caw_busy;               /* a COMPARE AND WRITE holds the LUN (serialised) */
+    atomic_bool caw_busy;        /* a COMPARE AND WRITE holds [caw_lba, +caw_n) */
+    _Atomic uint64_t caw_lba;
+    atomic_uint caw_n;
 };
 
 struct iscsi_chap {
@@ -323,8 +326,10 @@ bool scsi_sbc_exec(struct scsi_task *t);   /* false: not an SBC opcode */
 bool scsi_pr_exec(struct scsi_task *t);    /* false: not a PR opcode */
 /** Reservation conflict check before a command runs; true if it may run. */
 bool scsi_pr_check(struct scsi_task *t);
-/** Queue a unit attention for every nexus of lu except `except` (NULL: all). */
-void scsi_ua_queue(struct iscsi_lun *lu, const char *except, uint16_t asc_ascq);
+/** LUN reset or target reset: drops the RESERVE(6) reservation (PRs persist). */
+void scsi_lun_reset(struct iscsi_lun *lu);
+/** The I_T nexus `port` is gone (logout, connection loss): drops its RESERVE(6). */
+void scsi_nexus_gone(struct iscsi_lun *lu, const char *port);
 /** Queue a unit attention for one nexus. Caller holds lu->lock. */
 void scsi_ua_queue_port_locked(struct iscsi_lun *lu, const char *port, uint16_t asc_ascq);
 /** Initiator port name from InitiatorName and ISID. */

@@ -14,6 +14,10 @@
  * A nexus is identified by its initiator port name ("iqn,i,0xISID"), so
  * registrations survive reconnects of the same initiator port, as SPC wants.
  *
+ * RESERVE(6)/RELEASE(6) (SPC-2) are here too: a whole-LUN reservation for
+ * one nexus, released by RELEASE(6), a LUN or target reset, or the loss of
+ * the nexus (logout, connection drop); refused while PRs are in use.
+ *
  * Not done: APTPL (persist through power loss: refused with INVALID FIELD),
  * SPEC_I_PT, ALL_TG_PT (single target port anyway), REGISTER AND MOVE;
  * PREEMPT AND ABORT does not abort the preempted nexuses' tasks on other
@@ -107,6 +111,62 @@ pr_classify(const uint8_t *cdb)
     }
 }
 
+/* ------------------------------------------------- RESERVE(6)/RELEASE(6) */
+
+/* SPC-2 reservations: the whole LUN for one nexus; anything else conflicts. */
+static bool
+spc2_check_locked(const struct scsi_task *t)
+{
+    const char *h = t->lu->pr.spc2_holder;
+    uint8_t op = t->cdb[0];
+
+    if (h[0] == '\0' || strcmp(h, t->port) == 0) {
+        return true;
+    }
+    return op == 0x12 || op == 0xa0 || op == 0x03 || op == 0x17 || op == 0xa3;
+}
+
+static void
+spc2_reserve(struct scsi_task *t, bool reserve)
+{
+    struct scsi_pr *pr = &t->lu->pr;
+
+    pthread_mutex_lock(&t->lu->lock);
+    if (reserve) {
+        if (pr->nregs > 0 || pr->holder >= 0 ||
+            (pr->spc2_holder[0] != '\0' && strcmp(pr->spc2_holder, t->port) != 0)) {
+            t->status = SCSI_RESERVATION_CONFLICT;
+        } else {
+            snprintf(pr->spc2_holder, sizeof(pr->spc2_holder), "%s", t->port);
+        }
+    } else if (strcmp(pr->spc2_holder, t->port) == 0) {
+        pr->spc2_holder[0] = '\0';
+    }
+    pthread_mutex_unlock(&t->lu->lock);
+    t->done(t);
+}
+
+void
+scsi_lun_reset(struct iscsi_lun *lu)
+{
+    if (lu == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&lu->lock);
+    lu->pr.spc2_holder[0] = '\0';
+    pthread_mutex_unlock(&lu->lock);
+}
+
+void
+scsi_nexus_gone(struct iscsi_lun *lu, const char *port)
+{
+    pthread_mutex_lock(&lu->lock);
+    if (strcmp(lu->pr.spc2_holder, port) == 0) {
+        lu->pr.spc2_holder[0] = '\0';
+    }
+    pthread_mutex_unlock(&lu->lock);
+}
+
 bool
 scsi_pr_check(struct scsi_task *t)
 {
@@ -114,6 +174,15 @@ scsi_pr_check(struct scsi_task *t)
     enum pr_class cls = pr_classify(t->cdb);
     bool ok = true;
     int reg;
+
+    if (__atomic_load_n(&pr->spc2_holder[0], __ATOMIC_RELAXED) != '\0') {
+        pthread_mutex_lock(&t->lu->lock);
+        ok = spc2_check_locked(t);
+        pthread_mutex_unlock(&t->lu->lock);
+        if (!ok) {
+            return false;
+        }
+    }
 
     if (cls == PR_ALWAYS || __atomic_load_n(&pr->holder, __ATOMIC_RELAXED) < 0) {
         return true;
@@ -469,6 +538,10 @@ scsi_pr_exec(struct scsi_task *t)
     }
     if (t->cdb[0] == 0x5f) {
         pr_out(t);
+        return true;
+    }
+    if (t->cdb[0] == 0x16 || t->cdb[0] == 0x17) {
+        spc2_reserve(t, t->cdb[0] == 0x16);
         return true;
     }
     return false;

@@ -12,9 +12,11 @@
  * WRITE SAME: with UNMAP (or NDOB) and a zero block it becomes UNMAP when the
  * bdev can (reads return zeroes afterwards, as LBPRZ promises), else
  * WRITE_ZEROES for a zero block, else the block is replicated into a 1 MiB
- * buffer written chunk by chunk. COMPARE AND WRITE holds lu->caw_busy: a
- * second one on the LUN meanwhile gets BUSY; plain WRITEs are not held back
- * (documented in docs/iscsi.md).
+ * buffer written chunk by chunk. COMPARE AND WRITE holds the LUN's CAW
+ * lock (lu->caw_busy with its range) from its read to the end of its write:
+ * a second COMPARE AND WRITE, or a WRITE overlapping the range, gets BUSY
+ * meanwhile (initiators retry BUSY). Writes already in flight when it starts
+ * are not waited for (docs/iscsi.md).
  *
  * Not done: protection information (PROTECT=0), WRITE LONG, XDWRITEREAD,
  * ORWRITE, group numbers.
@@ -43,6 +45,43 @@ enum sbc_kind {
 };
 
 static void sbc_step(struct scsi_task *t);
+
+/* ------------------------------------------------- COMPARE AND WRITE lock */
+
+static bool
+caw_acquire(struct iscsi_lun *lu, uint64_t lba, uint32_t n)
+{
+    bool free_ = false;
+
+    if (!atomic_compare_exchange_strong(&lu->caw_busy, &free_, true)) {
+        return false;
+    }
+    atomic_store(&lu->caw_lba, lba);
+    atomic_store(&lu->caw_n, n);
+    return true;
+}
+
+static void
+caw_release(struct iscsi_lun *lu)
+{
+    atomic_store(&lu->caw_n, 0);
+    atomic_store(&lu->caw_busy, false);
+}
+
+/* Does a write to [lba, +n) overlap a COMPARE AND WRITE in progress? */
+static bool
+caw_conflict(struct iscsi_lun *lu, uint64_t lba, uint64_t n)
+{
+    uint64_t l;
+    uint32_t cn;
+
+    if (!atomic_load_explicit(&lu->caw_busy, memory_order_acquire)) {
+        return false;
+    }
+    l = atomic_load(&lu->caw_lba);
+    cn = atomic_load(&lu->caw_n);
+    return cn != 0 && lba < l + cn && l < lba + n;
+}
 
 static void
 sbc_fail(struct scsi_task *t, uint8_t key, uint16_t asc)
@@ -101,7 +140,7 @@ sbc_io_done(struct ioc_bdev_io *io, void *arg)
         sbc_io_sense(t, type, status);
         t->step = t->nsteps;  /* stop the state machine */
         if (t->cdb[0] == 0x89) {
-            t->lu->caw_busy = false;
+            caw_release(t->lu);
         }
         t->done(t);
         return;
@@ -196,7 +235,7 @@ sbc_caw_step(struct scsi_task *t)
         return;
     case 1:
         if (!sbc_compare(t, t->buf, len)) {
-            t->lu->caw_busy = false;
+            caw_release(t->lu);
             t->done(t);
             return;
         }
@@ -204,7 +243,7 @@ sbc_caw_step(struct scsi_task *t)
                    (t->cdb[1] & 0x08) ? IOC_IO_FUA : 0);
         return;
     default:
-        t->lu->caw_busy = false;
+        caw_release(t->lu);
         t->done(t);
         return;
     }
@@ -503,12 +542,11 @@ sbc_caw(struct scsi_task *t)
         sbc_fail(t, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
         return;
     }
-    if (t->lu->caw_busy) {
+    if (!caw_acquire(t->lu, lba, n)) {
         t->status = SCSI_BUSY;
         t->done(t);
         return;
     }
-    t->lu->caw_busy = true;
     t->lba = lba;
     t->nblocks = n;
     t->step = 0;
@@ -588,6 +626,11 @@ sbc_rw(struct scsi_task *t, enum sbc_kind kind)
         return;
     case SBC_WRITE:
     case SBC_WRITE_VERIFY:
+        if (caw_conflict(t->lu, lba, n)) {
+            t->status = SCSI_BUSY;   /* the initiator retries after the CAW */
+            t->done(t);
+            return;
+        }
         /* EDTL below the CDB's length: write the whole blocks received (overflow) */
         t->xfer_len = (uint32_t)bytes;
         n = (uint32_t)IOC_MIN((uint64_t)n, t->out_len / bs);

@@ -110,13 +110,6 @@ spc_data_in(struct scsi_task *t, const void *data, size_t len, uint32_t alloc_le
     t->done(t);
 }
 
-static uint32_t
-spc_blocks_last(const struct iscsi_lun *lu)
-{
-    return 0;
-    (void)lu;
-}
-
 /* ----------------------------------------------------------- INQUIRY */
 
 /* A stable 64-bit id of a LUN from its target name and number (FNV-1a). */
@@ -465,6 +458,8 @@ static const struct spc_opcode g_opcodes[] = {
     {0x15, 0, false, 6, {0x15, 0x11, 0, 0, 0xff, 0x07}},
     {0x1a, 0, false, 6, {0x1a, 0x08, 0xff, 0xff, 0xff, 0x07}},
     {0x1b, 0, false, 6, {0x1b, 0x01, 0, 0x0f, 0xf7, 0x07}},
+    {0x16, 0, false, 6, {0x16, 0, 0, 0, 0, 0x07}},
+    {0x17, 0, false, 6, {0x17, 0, 0, 0, 0, 0x07}},
     {0x1e, 0, false, 6, {0x1e, 0, 0, 0, 0x03, 0x07}},
     {0x25, 0, false, 10, {0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0x07}},
     {0x28, 0, false, 10, {0x28, 0xfa, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x07}},
@@ -582,8 +577,7 @@ spc_rsoc(struct scsi_task *t)
             found = o;
         }
     }
-    if ((opt == 1 && op_has_sa) || (opt == 2 && found == NULL && !op_has_sa &&
-                                    t->cdb[3] != 0 && false)) {
+    if (opt == 1 && op_has_sa) {
         spc_fail(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
         return;
     }
@@ -645,7 +639,6 @@ scsi_spc_exec(struct scsi_task *t)
 {
     const uint8_t *cdb = t->cdb;
 
-    (void)spc_blocks_last;
     switch (cdb[0]) {
     case 0x00:                              /* TEST UNIT READY */
         scsi_task_finish(t);
@@ -736,18 +729,6 @@ scsi_ua_queue_port_locked(struct iscsi_lun *lu, const char *port, uint16_t asc_a
     lu->ua[lu->nua].ascq = (uint8_t)asc_ascq;
     lu->nua++;
     atomic_fetch_add(&lu->ua_gen, 1);
-}
-
-void
-scsi_ua_queue(struct iscsi_lun *lu, const char *except, uint16_t asc_ascq)
-{
-    (void)except;
-    if (lu == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&lu->lock);
-    (void)asc_ascq;
-    pthread_mutex_unlock(&lu->lock);
 }
 
 void

@@ -23,13 +23,18 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
+#include "core/reactor.h"
 #include "target/nbd/nbd_internal.h"
 
 /* Protects g_exports (the list and its links), not the exports' fields. */
 static pthread_mutex_t g_exports_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nbd_export *g_exports;
+
+/* How long export removal waits for connections to let go of the export. */
+#define NBD_EXPORT_RELEASE_WAIT_MS 5000
 
 /* Set by the target while it runs: closes connections of a removed export. */
 void (*g_nbd_export_removed_hook)(struct nbd_export *exp);
@@ -151,12 +156,29 @@ export_unlink(const char *name)
     return e;
 }
 
+/*
+ * Wait (control path only) until every connection and message that held the
+ * export has let go, so that when export removal returns the bdev is free to
+ * be deleted. Bounded: a connection stuck on slow IO keeps its reference and
+ * the removal still returns.
+ */
+static void
+export_wait_released(struct nbd_export *e)
+{
+    for (unsigned ms = 0; atomic_load(&e->refs) > 1 && ms < NBD_EXPORT_RELEASE_WAIT_MS; ms++) {
+        usleep(1000);
+    }
+}
+
 static void
 export_retire(struct nbd_export *e)
 {
     atomic_store(&e->removed, true);
     if (g_nbd_export_removed_hook != NULL) {
         g_nbd_export_removed_hook(e);
+    }
+    if (ioc_reactor_self() == NULL) {
+        export_wait_released(e);
     }
     IOC_INFO("nbd", "export %s: removed", e->name);
     nbd_export_put(&e);

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -142,11 +143,17 @@ region_map(struct vhost_dev *dev, const struct vhost_user_region *r, int fd)
     size_t len;
     void *p;
 
+    struct stat st;
+
     if (r->memory_size == 0 || r->mmap_offset > UINT64_MAX - r->memory_size ||
         r->mmap_offset + r->memory_size > (uint64_t)SIZE_MAX / 2) {
         return -EINVAL;
     }
     len = (size_t)(r->mmap_offset + r->memory_size);
+    /* Pages past the end of the file would raise SIGBUS when touched: refuse them now. */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < len) {
+        return -EINVAL;
+    }
     p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {
         return -errno;
@@ -365,9 +372,12 @@ msg_vring_fd(struct vhost_dev *dev, uint32_t req, uint64_t v, int *fds, int nfds
         return 0;
     }
     if (req == VHOST_USER_SET_VRING_KICK) {
-        queue_stop(dev, vq);
-        /* Without protocol features a ring starts with its kick fd. */
-        vq->enabled = !(dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
+        bool was_enabled = vq->enabled;
+
+        queue_stop(dev, vq); /* restarted below with the new fd */
+        /* Without protocol features a ring starts with its kick fd; with them,
+         * SET_VRING_ENABLE decides and a new kick fd keeps that state. */
+        vq->enabled = !(dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) || was_enabled;
     }
     slot = req == VHOST_USER_SET_VRING_KICK ? &vq->kick_fd : &vq->call_fd;
     if (*slot >= 0) {

@@ -4,6 +4,7 @@ same URI), polling nexus_list, the verifier and content checksums."""
 import hashlib
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -108,3 +109,19 @@ def verify_counts(out, prefix="write:"):
         if line.startswith(prefix):
             return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
     return {}
+
+
+def export_checksum_unix(sock, export, size):
+    """sha256 of an export read with nbdcopy over a unix socket (works across namespaces)."""
+    h = hashlib.sha256()
+    proc = subprocess.Popen(["nbdcopy", f"nbd+unix:///{export}?socket={sock}", "-"],
+                            stdout=subprocess.PIPE)
+    n = 0
+    while True:
+        chunk = proc.stdout.read(1 << 20)
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    assert proc.wait(120) == 0 and n == size, (n, size)
+    return h.hexdigest()

@@ -48,3 +48,16 @@ def test_vhost_iocctl_commands(iocd, tmp_path):
     assert res["ios"] > 0
     iocd.iocctl("vhost", "remove", sock)
     assert sock not in iocd.iocctl("vhost", "list").stdout
+
+
+def test_vhost_example_program(iocd, tmp_path):
+    """examples/vblk_example.c, built against the public header, runs against iocd."""
+    from ioc_e2e import BUILD, run
+    example = BUILD / "tools" / "vblk_example"
+    if not example.exists():
+        pytest.fail(f"{example} missing: run `make build`", pytrace=False)
+    image = make_image(tmp_path / "img", 8 * MiB)
+    sock = tmp_path / "ex.sock"
+    vhost_file_export(iocd, "v", image, sock, nbd=False)
+    out = run([example, sock]).stdout
+    assert "block 0 starts with 'x'" in out and "ok" in out

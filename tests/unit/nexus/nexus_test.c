@@ -332,6 +332,24 @@ test_nexus_child_fault_on_write_error(void **state)
     free(buf);
 }
 
+/* A child that fails also gets the segments no FLUSH has covered yet. */
+static void
+test_nexus_fault_includes_unflushed(void **state)
+{
+    uint8_t *buf = malloc(SEG);
+
+    (void)state;
+    fill(buf, SEG, 6);
+    assert_int_equal(do_io("nx", IOC_IO_WRITE, 1 * SEG, SEG, buf, 0), 0);
+    assert_int_equal(do_io("nx", IOC_IO_FLUSH, 0, 0, NULL, 0), 0);
+    assert_int_equal(do_io("nx", IOC_IO_WRITE, 5 * SEG, SEG, buf, 0), 0);
+    inject("e1", IOC_IO_WRITE, -EIO, 1);
+    assert_int_equal(do_io("nx", IOC_IO_WRITE, 7 * SEG, SEG, buf, 0), 0);
+    expect_child_state(1, "faulted");
+    assert_int_equal(child_int(1, "dirty_segments"), 2); /* 5 (unflushed) and 7, not 1 */
+    free(buf);
+}
+
 static void
 test_nexus_read_error_retried(void **state)
 {
@@ -474,6 +492,48 @@ test_nexus_stale_generation_refused(void **state)
     assert_int_equal(ioc_nexus_create(&o, &err), -ESTALE);
 }
 
+/* A damaged record is refused with a message, or read as "copy everything", never a crash. */
+static void
+test_nexus_record_damaged(void **state)
+{
+    static const char *const bad[] = {
+        "{not json",
+        "[]",
+        "{\"generation\": 1, \"children\": 7}",
+        "{\"generation\": 1, \"size\": 4194304, \"segment_size\": 65536, "
+        "\"children\": [{\"uri\": 3}]}",
+    };
+    struct ioc_err err = {0};
+    FILE *f;
+
+    (void)state;
+    assert_int_equal(ioc_nexus_destroy("nx", false, &err), 0);
+    for (size_t i = 0; i < IOC_ARRAY_SIZE(bad); i++) {
+        f = fopen(g_state, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        if (nexus_make(false) == 0) {
+            assert_int_equal(ioc_nexus_destroy("nx", false, &err), 0);
+        }
+    }
+    /* A dirty log of the wrong length: that child copies everything. */
+    f = fopen(g_state, "w");
+    fputs("{\"generation\": 1, \"size\": 4194304, \"segment_size\": 65536, \"children\": ["
+          "{\"uri\": \"e0\", \"state\": \"online\"}, "
+          "{\"uri\": \"e1\", \"state\": \"faulted\", \"dirty\": \"zz\"}, "
+          "{\"uri\": \"e2\", \"state\": \"online\"}]}", f);
+    fclose(f);
+    assert_int_equal(nexus_make(false), 0);
+    wait_child_state(1, "online");
+    {
+        json_t *info = nexus_info();
+        json_t *rb = json_object_get(json_array_get(json_object_get(info, "children"), 1),
+                                     "rebuild");
+        assert_string_equal(json_string_value(json_object_get(rb, "type")), "full");
+        json_decref(info);
+    }
+}
+
 static void
 test_nexus_child_fault_last_refused(void **state)
 {
@@ -603,6 +663,36 @@ test_nexus_rebuild_verify_mismatch_faults(void **state)
     free(buf);
 }
 
+/* A rate limit parks the rebuild; removing the child stops it cleanly. */
+static void
+test_nexus_rebuild_rate_limit(void **state)
+{
+    const char *children[] = {"e0", "e1"};
+    char path[300];
+    struct ioc_nexus_opts o = {
+        .name = "nr", .children = children, .nr_children = 2, .segment_size = SEG,
+        .state_path = path, .rebuild_rate = 1, .no_auto_return = true, .reactor = g_r,
+    };
+    struct ioc_err err = {0};
+    json_t *arr = NULL, *c, *rb;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/nr.json", g_dir);
+    assert_int_equal(ioc_nexus_create(&o, &err), 0);
+    assert_int_equal(ioc_nexus_child_remove("nr", "e1", &err), 0);
+    assert_int_equal(ioc_nexus_child_add("nr", "e1", &err), 0);
+    poll_ms(300); /* 1 byte/s: the first round of segments, then nothing for days */
+    assert_int_equal(ioc_nexus_list("nr", &arr, &err), 0);
+    c = json_array_get(json_object_get(json_array_get(arr, 0), "children"), 1);
+    rb = json_object_get(c, "rebuild");
+    assert_string_equal(json_string_value(json_object_get(c, "state")), "rebuilding");
+    assert_true(json_integer_value(json_object_get(rb, "segments_done")) <= 8);
+    assert_int_equal(json_integer_value(json_object_get(rb, "segments_total")), NSEG);
+    json_decref(arr);
+    assert_int_equal(ioc_nexus_child_remove("nr", "e1", &err), 0);
+    assert_int_equal(ioc_nexus_destroy("nr", true, &err), 0);
+}
+
 static int
 setup(void **state)
 {
@@ -633,6 +723,8 @@ main(void)
                                         teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_child_fault_on_write_error, setup_nexus,
                                         teardown_nexus),
+        cmocka_unit_test_setup_teardown(test_nexus_fault_includes_unflushed, setup_nexus,
+                                        teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_read_error_retried, setup_nexus,
                                         teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_all_children_fail, setup_nexus,
@@ -643,9 +735,12 @@ main(void)
                                         teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_stale_generation_refused, setup_nexus,
                                         teardown_nexus),
+        cmocka_unit_test_setup_teardown(test_nexus_record_damaged, setup_nexus, teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_child_fault_last_refused, setup_nexus,
                                         teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_rebuild_verify_mismatch_faults, setup_nexus,
+                                        teardown_nexus),
+        cmocka_unit_test_setup_teardown(test_nexus_rebuild_rate_limit, setup_nexus,
                                         teardown_nexus),
     };
 

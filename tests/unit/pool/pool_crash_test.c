@@ -598,11 +598,12 @@ import_samples(void)
 
 enum op_kind {
     K_CREATE, K_DELETE, K_RESIZE, K_SNAPSHOT, K_CLONE, K_WRITE, K_UNMAP, K_FLUSH, K_ATTR,
-    K_COUNT,
+    K_THICK, K_COUNT,
 };
 
 static const char *const g_kind_name[] = {
     "create", "delete", "resize", "snapshot", "clone", "write", "unmap", "flush", "attr",
+    "thick create",
 };
 
 /* Run operation kind as step i; fua makes data operations commit (error injection). */
@@ -690,6 +691,12 @@ run_op(enum op_kind kind, int i, bool fua)
         return vio("p/b", IOC_IO_UNMAP, 0, CS, NULL, fua ? IOC_IO_FUA : 0);
     case K_FLUSH:
         rc = vio("p/a", IOC_IO_FLUSH, 0, 0, NULL, 0);
+        break;
+    case K_THICK:
+        snprintf(name, sizeof(name), "k%d", i);
+        v = m_add(name, false, 2);
+        rc = OP(ioc_pool_volume_create(P(), name, 2 * CS, false, err, cb, cb_arg));
+        v->exist = rc == 0 ? M_YES : M_MAYBE;
         break;
     case K_ATTR:
         rc = OP(ioc_pool_volume_attr_set(P(), "a", "gen", "1", err, cb, cb_arg));
@@ -782,7 +789,7 @@ static void
 test_pool_metadata_io_errors(void **state)
 {
     const enum op_kind kinds[] = {K_CREATE, K_DELETE, K_RESIZE, K_SNAPSHOT, K_CLONE,
-                                  K_WRITE,  K_UNMAP,  K_FLUSH,  K_ATTR};
+                                  K_WRITE,  K_UNMAP,  K_FLUSH,  K_ATTR,   K_THICK};
     uint64_t failures = 0;
 
     (void)state;

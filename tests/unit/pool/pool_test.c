@@ -656,6 +656,45 @@ test_pool_write_racing_trim_never_hits_reused_cluster(void **state)
     assert_int_equal(ioc_bdev_delete("base", NULL), 0);
 }
 
+static uint64_t
+vol_allocated(const char *name)
+{
+    json_t *vols = ioc_pool_volumes_json(P()), *v;
+    uint64_t alloc = UINT64_MAX;
+    size_t i;
+
+    json_array_foreach(vols, i, v) {
+        if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0) {
+            alloc = (uint64_t)json_integer_value(json_object_get(v, "allocated"));
+        }
+    }
+    json_decref(vols);
+    return alloc;
+}
+
+/* Thick: every cluster allocated (and zero) at creation, kept by TRIM, refused when too big. */
+static void
+test_pool_thick_volume(void **state)
+{
+    (void)state;
+    pool_setup(4 << 20);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "t", 8 * CS, false, err, cb, cb_arg)), 0);
+    assert_int_equal(vol_allocated("t"), 8 * CS);
+    expect_zero("p/t", 0, 8 * CS);
+    write_pattern("p/t", CS, CS, 4);
+    assert_int_equal(vio("p/t", IOC_IO_UNMAP, CS, CS, NULL, 0), 0);
+    expect_zero("p/t", CS, CS);
+    assert_int_equal(vol_allocated("t"), 8 * CS);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "big", 64 << 20, false, err, cb, cb_arg)),
+                     -ENOSPC);
+    write_pattern("p/t", 2 * CS, 4096, 6);
+    assert_int_equal(pool_reimport(), 0);
+    assert_int_equal(vol_allocated("t"), 8 * CS);
+    expect_pattern("p/t", 2 * CS, 4096, 6);
+    expect_zero("p/t", 3 * CS, CS);
+    pool_teardown();
+}
+
 static int
 setup(void **state)
 {
@@ -692,6 +731,7 @@ main(void)
         cmocka_unit_test(test_pool_attrs_and_resize_persist),
         cmocka_unit_test(test_pool_snapshot_quiesces_writes),
         cmocka_unit_test(test_pool_write_racing_trim_never_hits_reused_cluster),
+        cmocka_unit_test(test_pool_thick_volume),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

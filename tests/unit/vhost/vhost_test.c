@@ -18,6 +18,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "bdev/malloc/bdev_malloc.h"
@@ -250,6 +251,30 @@ test_vhost_dev_handle_msg_bad_vring(void **state)
     assert_int_equal(msg(&f->dev, VHOST_USER_SET_MEM_TABLE, &m, 8 + 32, -1, NULL), -EINVAL);
 }
 
+static void
+test_vhost_dev_handle_msg_mem_table(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_user_mem m = {.nregions = 1};
+    int fd = memfd_create("t", 0);
+
+    assert_int_equal(ftruncate(fd, 64 << 10), 0);
+    /* a region larger than the file: touching its tail would SIGBUS */
+    m.regions[0] = (struct vhost_user_region){.guest_phys_addr = 0x1000, .memory_size = 1 << 20,
+                                              .userspace_addr = 0x1000};
+    assert_int_equal(msg(&f->dev, VHOST_USER_SET_MEM_TABLE, &m, 8 + 32, dup(fd), NULL),
+                     -EINVAL);
+    assert_int_equal(f->dev.nr_regions, 0);
+    m.regions[0].memory_size = 32 << 10;
+    m.regions[0].mmap_offset = 32 << 10;
+    assert_int_equal(msg(&f->dev, VHOST_USER_SET_MEM_TABLE, &m, 8 + 32, dup(fd), NULL), 0);
+    assert_int_equal(f->dev.nr_regions, 1);
+    assert_non_null(vhost_gpa_to_host(&f->dev, 0x1000, 32 << 10));
+    assert_null(vhost_gpa_to_host(&f->dev, 0x1000, (32 << 10) + 1));
+    assert_null(vhost_gpa_to_host(&f->dev, 0xfff, 2));
+    close(fd);
+}
+
 /* ------------------------------------------------------------ requests */
 
 static void
@@ -419,6 +444,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_vhost_dev_handle_msg_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_dev_handle_msg_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_dev_handle_msg_bad_vring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_dev_handle_msg_mem_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_blk_process_write_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_blk_process_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_vring_pop_addr_out_of_range, setup,
