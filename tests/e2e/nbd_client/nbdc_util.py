@@ -1,5 +1,12 @@
-"""Helpers shared by the NBD initiator tests (not fixtures)."""
+"""Helpers shared by the NBD initiator tests (not fixtures).
+
+Tests import from here, never from conftest: several directories have a
+conftest.py, and `import conftest` would get whichever was loaded first."""
+import shutil
+import socket
 import time
+
+import pytest
 
 from ioc_e2e import MiB, run, need
 
@@ -42,3 +49,33 @@ def make_image(path, size=64 * MiB):
     with open(path, "wb") as f:
         f.truncate(size)
     return path
+
+
+# Debian packages of the servers (scripts/deps.sh installs them).
+SERVER_PACKAGES = {"nbdkit": "nbdkit", "qemu-storage-daemon": "qemu-system-common"}
+
+
+def need_server(tool):
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} not found: install the Debian package "
+                    f"'{SERVER_PACKAGES[tool]}' (scripts/deps.sh test does it)",
+                    pytrace=False)
+    return path
+
+
+def wait_port(port, proc, timeout=10.0):
+    """Wait until something accepts on 127.0.0.1:port (and proc is still alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}: "
+                        f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}",
+                        pytrace=False)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.recv(18)
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listens on port {port} after {timeout}s", pytrace=False)

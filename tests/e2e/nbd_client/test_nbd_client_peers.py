@@ -74,7 +74,7 @@ def test_nbd_client_third_party_server(iocd, nbd_server, tmp_path, kind):
 
 
 def test_nbd_client_nbdkit_memory(iocd, procs):
-    from conftest import need_server, wait_port
+    from nbdc_util import need_server, wait_port
     from ioc_e2e import free_port
 
     port = free_port()
