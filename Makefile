@@ -21,7 +21,8 @@ build: deps
 	@[ ! -e $(BUILD)/tools/ioc-verify ] || ln -sfn tools/ioc-verify $(BUILD)/ioc-verify
 	@echo "built: $(BUILD)/iocd $(BUILD)/iocctl"
 
-# Start iocd serving a demo volume (a file under ./data) over NBD.
+# The demo: local etcd + three iocd nodes (data under ./data), a 3-replica
+# Volume served over NBD (scripts/run.sh, scripts/demo.sh). make stop ends it.
 run:
 	@scripts/run.sh start
 

@@ -151,12 +151,14 @@ for r in range(repeats):
         os.unlink(os.path.join(work, path))
 
 print(f"\n## pool volume vs file bdev (median of {repeats}, {runtime:g} s runs, 1 core)\n")
-print("| workload | file bdev | thin volume | ratio |")
-print("|---|---|---|---|")
+print("| workload | file bdev | thin volume | ratio | runs (file / volume) |")
+print("|---|---|---|---|---|")
 for point in ("randread 4k qd32", "randwrite 4k qd32", "write 1m qd8 (empty thin)"):
     f, v = statistics.median(res[(point, "file")]), statistics.median(res[(point, "vol")])
     unit = "MiB/s" if point.startswith("write 1m") else "IOPS"
-    print(f"| {point} | {f:,.0f} {unit} | {v:,.0f} {unit} | {v / f:.2f} |")
+    runs = " ".join(f"{x:,.0f}" for x in res[(point, "file")]) + " / " + \
+        " ".join(f"{x:,.0f}" for x in res[(point, "vol")])
+    print(f"| {point} | {f:,.0f} {unit} | {v:,.0f} {unit} | {v / f:.2f} | {runs} |")
 
 # snapshot creation time: 1 GiB vs 64 GiB sparse volumes
 for name, sz in (("g1", 1 << 30), ("g64", 64 << 30)):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The control-plane demo (to become `make run` once the nexus lands):
+# The control-plane demo behind `make run` (scripts/run.sh):
 # a local etcd plus three iocd nodes (a, b, c) on loopback with separate data
 # folders and ports, a Pool on each, a 3-replica Volume applied; prints
 # `iocctl get volumes` and the NBD URI.
@@ -10,11 +10,21 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-data}; case "$DATA" in /*) D=$DATA/demo ;; *) D=$PWD/$DATA/demo ;; esac; BUILD=${2:-build}
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+stop_pid() { # PIDFILE NAME: TERM, wait up to 5 s, then KILL
+    local pid
+    [ -f "$1" ] || return 0
+    pid=$(cat "$1")
+    if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        echo "stopped $2 (pid $pid)"
+    fi
+    rm -f "$1"
+}
+
 stop() {
-    for n in a b c; do
-        [ -f "$D/$n/iocd.pid" ] && kill "$(cat "$D/$n/iocd.pid")" 2>/dev/null || true
-        rm -f "$D/$n/iocd.pid"
-    done
+    for n in a b c; do stop_pid "$D/$n/iocd.pid" "iocd $n"; done
+    [ -f "$D/etcd/etcd.pid" ] && echo "stopped etcd (pid $(cat "$D/etcd/etcd.pid"))"
     scripts/etcd.sh stop "$D/etcd"
 }
 
@@ -26,11 +36,13 @@ start() {
         [ -f "$D/$n/iocd.pid" ] && kill -0 "$(cat "$D/$n/iocd.pid")" 2>/dev/null && continue
         port=$(free_port)
         extra=(); [ "$n" = a ] && extra=(--controller)
-        # iSCSI (when built in) defaults to one fixed port: only node a serves it.
-        "$BUILD/iocd" --help | grep -q -- --iscsi-listen && [ "$n" != a ] &&
-            extra+=(--iscsi-listen none)
+        # iSCSI (when built in) defaults to one fixed port: node a serves it on a free one.
+        if "$BUILD/iocd" --help | grep -q -- --iscsi-listen; then
+            if [ "$n" = a ]; then extra+=(--iscsi-listen "127.0.0.1:$(free_port)");
+            else extra+=(--iscsi-listen none); fi
+        fi
         "$BUILD/iocd" --rpc-socket "$D/$n/iocd.sock" --nbd-listen "127.0.0.1:$port" \
-            --node "$n" --etcd "$url" "${extra[@]}" >"$D/$n/iocd.log" 2>&1 &
+            --node "$n" --etcd "$url" --state-dir "$D/$n" "${extra[@]}" >"$D/$n/iocd.log" 2>&1 &
         echo $! >"$D/$n/iocd.pid"
     done
     for _ in $(seq 50); do
@@ -44,14 +56,15 @@ start() {
         [ "$phase" = Online ] && break
         sleep 0.5
     done
-    "$BUILD/iocctl" --etcd "$url" get volumes -o wide
+    "$BUILD/iocctl" --etcd "$url" get volumes
     uri=$("$BUILD/iocctl" --etcd "$url" get volume db -o json | /usr/bin/python3 -c \
         'import json,sys; print(json.load(sys.stdin).get("status",{}).get("uri") or "")')
     echo
     echo "etcd: $url   (export IOC_ETCD=$url; iocctl get volumes; iocctl describe volume db)"
     echo "NBD URI: ${uri:-<not yet: see iocctl describe volume db>}"
     [ -n "$uri" ] && echo "try: qemu-io -f raw $uri -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M'"
-    echo "stop with: scripts/demo.sh stop"
+    echo "logs: $D/{a,b,c}/iocd.log, $D/etcd/etcd.log"
+    echo "stop with: make stop   (or scripts/demo.sh stop)"
 }
 
 case "${1:-start}" in

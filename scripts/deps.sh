@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one place where ioc's dependencies are named. Debian packages only.
-# Usage: scripts/deps.sh [build|test|bench|all]   (default: all)
+# Usage: scripts/deps.sh [build|run|test|bench|all]   (default: all)
 # Installs only what is missing, so a second run is fast and offline.
 set -euo pipefail
 
@@ -23,6 +23,10 @@ TEST_PKGS=(
     util-linux procps                           # fincore, ps
     nbdkit qemu-system-common                   # NBD servers the nbd_client bdev is tested against
 )
+RUN_PKGS=(
+    etcd-server curl                            # make run: the demo's local etcd
+    qemu-utils libnbd-bin                       # make run: qemu-io, nbdinfo to try the volume
+)
 BENCH_PKGS=(
     nbdkit                                      # peer: nbdkit file plugin
     qemu-system-common                          # peer: qemu-storage-daemon
@@ -31,10 +35,11 @@ BENCH_PKGS=(
 
 case "${1:-all}" in
     build) want=("${BUILD_PKGS[@]}") ;;
+    run)   want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}") ;;
     test)  want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
     bench) want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
     all)   want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
-    *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|run|test|bench|all]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# make run / make stop: iocd serving a demo volume over NBD from ./data.
+# make run / make stop: the control-plane demo (scripts/demo.sh).
 #
-#   scripts/run.sh start   install what is missing, build, start iocd, create the
-#                          demo volume (data/demo.img, 1GiB sparse) and export it
-#   scripts/run.sh stop    stop the iocd started here (by its PID file)
+#   scripts/run.sh start   install what is missing (scripts/deps.sh run: etcd...),
+#                          build, start a local etcd and three iocd nodes a, b, c
+#                          (a runs the controller), apply a Pool per node and a
+#                          3-replica Volume, wait until Online, print the NBD URI
+#   scripts/run.sh stop    stop everything started here (by PID files under data/demo)
+#   scripts/run.sh single  the old one-iocd demo (data/demo.img over NBD, no etcd);
+#   scripts/run.sh single-stop
 #
 # Environment: DATA (default ./data), NBD_PORT (10809), DEMO_SIZE (1GiB).
 set -euo pipefail
@@ -60,8 +64,16 @@ Stop:     make stop
 TXT
 }
 
+cluster_start() {
+    scripts/deps.sh run
+    make --no-print-directory build
+    DATA=$DATA scripts/demo.sh start build
+}
+
 case "${1:-start}" in
-    start) start ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    start) cluster_start ;;
+    stop) DATA=$DATA scripts/demo.sh stop ;;
+    single) start ;;
+    single-stop) stop ;;
+    *) echo "usage: $0 start|stop|single|single-stop" >&2; exit 2 ;;
 esac

@@ -65,6 +65,7 @@ struct opts {
     uint64_t size;
     unsigned seed;
     unsigned mix_read;
+    unsigned queue;       /* --queue: which virtqueue to drive (connects with queue+1) */
 };
 
 #define HIST_BUCKETS (64 * 16)
@@ -142,6 +143,7 @@ engine_vblk(struct engine *e, const struct opts *o)
 
     vblk_opts_init(&vo);
     vo.mode = o->mode;
+    vo.num_queues = o->queue + 1;
     vo.queue_size = 256;
     while (vo.queue_size < o->qd * 4) {
         vo.queue_size *= 2;
@@ -152,7 +154,13 @@ engine_vblk(struct engine *e, const struct opts *o)
         fprintf(stderr, "vblk-perf: %s: %s\n", o->socket, strerror(-rc));
         return rc;
     }
-    e->q = vblk_get_queue(e->v, 0);
+    e->q = vblk_get_queue(e->v, o->queue);
+    if (e->q == NULL) {
+        fprintf(stderr, "vblk-perf: %s: queue %u: the backend has %u queue(s)\n", o->socket,
+                o->queue, vblk_num_queues(e->v));
+        vblk_close(&e->v);
+        return -EINVAL;
+    }
     e->size = vblk_capacity(e->v);
     e->submit = vblk_e_submit;
     e->kick = vblk_e_kick;
@@ -476,7 +484,7 @@ usage(FILE *f)
                "read|write]\n"
                "                 [--bs 4k] [--qd N] [--runtime SECONDS] [--size BYTES]\n"
                "                 [--mode eventfd|busy|adaptive] [--rwmixread PCT] [--verify]"
-               " [--json] [--idle SECONDS]\n"
+               " [--json] [--idle SECONDS] [--queue I]\n"
                "       vblk-perf --socket PATH --dump FILE\n");
 }
 
@@ -503,6 +511,7 @@ parse_args(int argc, char **argv, struct opts *o)
         {"mode", 1, 0, 'm'},   {"verify", 0, 0, 'V'},  {"json", 0, 0, 'j'},
         {"size", 1, 0, 'S'},   {"dump", 1, 0, 'd'},    {"rwmixread", 1, 0, 'x'},
         {"seed", 1, 0, 'r'},   {"help", 0, 0, 'h'},    {"idle", 1, 0, 'i'},
+        {"queue", 1, 0, 'Q'},
         {0, 0, 0, 0},
     };
     uint64_t v;
@@ -525,6 +534,7 @@ parse_args(int argc, char **argv, struct opts *o)
         case 'r': o->seed = (unsigned)atoi(optarg); break;
         case 't': o->runtime = atof(optarg); break;
         case 'i': o->idle = atof(optarg); break;
+        case 'Q': o->queue = (unsigned)atoi(optarg); break;
         case 'm': rc = vblk_mode_parse(optarg, &o->mode); break;
         case 'V': o->verify = true; break;
         case 'j': o->json = true; break;
@@ -538,7 +548,7 @@ parse_args(int argc, char **argv, struct opts *o)
     }
     if ((o->socket == NULL) == (o->file == NULL) || o->bs == 0 || o->bs % 512 != 0 ||
         o->qd == 0 || o->qd > 1024 || o->runtime <= 0 || o->mix_read > 100 ||
-        (o->dump != NULL && o->socket == NULL)) {
+        (o->dump != NULL && o->socket == NULL) || o->queue >= 16) {
         usage(stderr);
         return -EINVAL;
     }

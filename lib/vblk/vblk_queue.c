@@ -341,7 +341,7 @@ sleep_call(struct vblk_queue *q, int timeout_ms)
  * found it had been preempted (a gap of more than VBLK_PREEMPT_NS between two
  * looks at the clock): on a machine with more runnable threads than cores,
  * spinning then takes the CPU from the backend we are waiting for, so the
- * adaptive mode stops spinning for a while (see adapt_preempted). In busy
+ * adaptive mode stops spinning for a while (see adapt_backoff). In busy
  * mode the spinner only yields the CPU after 200 us without a completion.
  */
 static int
@@ -416,12 +416,14 @@ adapt(struct vblk_queue *q, uint64_t waited_ns)
 }
 
 /*
- * The spinner was preempted: the CPU is oversubscribed. Sleep-only for a
- * back-off period that doubles while it keeps happening (20 ms .. 1 s) and
- * resets after a spin that ran undisturbed.
+ * A spin did not pay: it was preempted (the CPU is oversubscribed), or the
+ * whole window passed without a completion (on a shared CPU our spinning can
+ * be what delays the backend: it may be queued behind us on this very core).
+ * Sleep-only for a back-off period that doubles while this keeps happening
+ * (20 ms .. 1 s) and resets after a successful spin past the back-off.
  */
 static void
-adapt_preempted(struct vblk_queue *q, uint64_t now)
+adapt_backoff(struct vblk_queue *q, uint64_t now)
 {
     q->nospin_ns = q->nospin_ns == 0 ? VBLK_NOSPIN_MIN_NS
                                      : IOC_VBLK_MIN(q->nospin_ns * 2, VBLK_NOSPIN_MAX_NS);
@@ -449,8 +451,9 @@ vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int 
     n = 0;
     if (q->spin_ns != 0 && start >= q->nospin_until) {
         n = wait_spin(q, out, max, start + q->spin_ns, deadline);
-        if (n == -EAGAIN) {
-            adapt_preempted(q, now_ns());
+        if (n <= 0) {
+            /* preempted, or spun the whole window for nothing: spinning does not pay */
+            adapt_backoff(q, now_ns());
             n = 0;
         } else if (n > 0 && q->nospin_until != 0 && start > q->nospin_until + q->nospin_ns) {
             q->nospin_ns = 0; /* spinning works again */

@@ -355,27 +355,50 @@ agent_export(struct agent *a, const char *name, const char *bdev, struct ioc_err
                       NULL, err);
 }
 
-/* The replica: volume POOL/VOL (reused when present), exported as replica.export. */
+static bool
+bdev_exists(struct agent *a, const char *name)
+{
+    return agent_call(a, "bdev_list", json_pack("{s:s}", "name", name), NULL, NULL) == 0;
+}
+
+/*
+ * The replica: volume POOL/VOL (reused when present). With a generation
+ * (replicated volumes) the replica bdev VOL.gG of that generation is stacked
+ * on it - creating it fences every older generation's IO - and exported as
+ * replica.export (VOL@gen=G); a single replica exports the volume itself.
+ */
 static int
 agent_replica(struct agent *a, const char *vol, json_t *as, json_t *report, struct ioc_err *err)
 {
-    json_t *r = json_object_get(as, "replica");
+    json_t *r = json_object_get(as, "replica"), *gen = json_object_get(r, "generation");
     const char *pool = json_string_value(json_object_get(r, "pool"));
     const char *exp = json_string_value(json_object_get(r, "export"));
-    char bdev[256], uri[512];
-    int rc;
+    char base[256], bdev[300], uri[512];
+    int rc = 0;
 
     if (pool == NULL || exp == NULL) {
         return 0;
     }
-    snprintf(bdev, sizeof(bdev), "%s/%s", pool, vol);
-    rc = agent_call(a, "bdev_list", json_pack("{s:s}", "name", bdev), NULL, NULL);
-    if (rc < 0) {
+    snprintf(base, sizeof(base), "%s/%s", pool, vol);
+    snprintf(bdev, sizeof(bdev), "%s", base);
+    if (!bdev_exists(a, base)) {
         rc = agent_call(a, "volume_create", json_pack("{s:s, s:s, s:O}", "pool", pool, "name",
                                                       vol, "size", json_object_get(as, "size")),
                         NULL, err);
         if (rc == 0) {
             IOC_NOTICE("agent", "volume %s: replica created in pool %s", vol, pool);
+        }
+    }
+    if (rc == 0 && json_is_integer(gen)) {
+        snprintf(bdev, sizeof(bdev), "%s.g%lld", vol, (long long)json_integer_value(gen));
+        if (!bdev_exists(a, bdev)) {
+            rc = agent_call(a, "bdev_replica_create", json_pack("{s:s, s:s, s:O}", "name", bdev,
+                                                                "base", base, "generation", gen),
+                            NULL, err);
+            if (rc == 0) {
+                IOC_NOTICE("agent", "volume %s: replica of generation %lld (older ones fenced)",
+                           vol, (long long)json_integer_value(gen));
+            }
         }
     }
     if (rc == 0) {
@@ -389,11 +412,115 @@ agent_replica(struct agent *a, const char *vol, json_t *as, json_t *report, stru
     return rc;
 }
 
+static bool
+nexus_child_in(json_t *entry, const char *uri)
+{
+    json_t *ch;
+    size_t i;
+
+    json_array_foreach(json_object_get(entry, "children"), i, ch) {
+        if (strcmp(json_string_value(json_object_get(ch, "uri")) ?: "", uri) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+uri_in(json_t *arr, const char *uri)
+{
+    json_t *u;
+    size_t i;
+
+    json_array_foreach(arr, i, u) {
+        if (strcmp(json_string_value(u) ?: "", uri) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Membership: add the assigned children the nexus lacks (each is rebuilt),
+ * remove the children neither assigned nor kept (a replica the controller
+ * replaced). Removal comes after the adds so the nexus never shrinks first.
+ */
+static void
+agent_nexus_children(struct agent *a, const char *vol, json_t *nx, json_t *entry)
+{
+    json_t *want = json_object_get(nx, "children"), *keep = json_object_get(nx, "keep"), *ch, *u;
+    struct ioc_err err = {0};
+    size_t i;
+
+    json_array_foreach(want, i, u) {
+        if (nexus_child_in(entry, json_string_value(u))) {
+            continue;
+        }
+        if (agent_call(a, "nexus_child_add", json_pack("{s:s, s:O}", "name", vol, "uri", u),
+                       NULL, &err) == 0) {
+            IOC_NOTICE("agent", "volume %s: child %s added (rebuild)", vol, json_string_value(u));
+        } else {
+            IOC_WARN("agent", "volume %s: %s", vol, err.msg);
+            ioc_err_clear(&err);
+        }
+    }
+    json_array_foreach(json_object_get(entry, "children"), i, ch) {
+        const char *uri = json_string_value(json_object_get(ch, "uri")) ?: "";
+        if (uri_in(want, uri) || uri_in(keep, uri)) {
+            continue;
+        }
+        if (agent_call(a, "nexus_child_remove", json_pack("{s:s, s:s}", "name", vol, "uri", uri),
+                       NULL, &err) == 0) {
+            IOC_NOTICE("agent", "volume %s: child %s removed", vol, uri);
+        } else {
+            IOC_WARN("agent", "volume %s: %s", vol, err.msg);
+            ioc_err_clear(&err);
+        }
+    }
+}
+
+/* What the controller needs of a nexus_list entry (no counters: they would rewrite etcd each pass). */
+static json_t *
+nexus_report(json_t *entry)
+{
+    json_t *out = json_pack("{s:O, s:O, s:O}", "state", json_object_get(entry, "state") ?: json_null(),
+                            "generation", json_object_get(entry, "generation") ?: json_null(),
+                            "durable_state",
+                            json_object_get(entry, "durable_state") ?: json_false());
+    json_t *children = json_array(), *ch, *rb;
+    size_t i;
+
+    json_array_foreach(json_object_get(entry, "children"), i, ch) {
+        json_t *c = json_pack("{s:O, s:O}", "uri", json_object_get(ch, "uri"), "state",
+                              json_object_get(ch, "state"));
+        rb = json_object_get(ch, "rebuild");
+        if (json_is_true(json_object_get(rb, "running"))) {
+            json_object_set_new(c, "rebuildProgress", json_integer(
+                                    (json_int_t)json_number_value(json_object_get(rb,
+                                                                                  "progress_pct"))));
+        }
+        json_array_append_new(children, c);
+    }
+    json_object_set_new(out, "children", children);
+    return out;
+}
+
+/* A nexus of another generation here (this node lost and regained it): take it down. */
+static int
+agent_nexus_retire(struct agent *a, const char *vol, struct ioc_err *err)
+{
+    if (export_exists(a, vol)) {
+        agent_call(a, "nbd_export_remove", json_pack("{s:s}", "name", vol), NULL, NULL);
+    }
+    IOC_NOTICE("agent", "volume %s: nexus of an older generation destroyed", vol);
+    return agent_call(a, "nexus_destroy", json_pack("{s:s}", "name", vol), NULL, err);
+}
+
 /* The nexus over the replicas' URIs, exported under the volume's name. */
 static int
 agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct ioc_err *err)
 {
-    json_t *nx = json_object_get(as, "nexus"), *list = NULL, *st;
+    json_t *nx = json_object_get(as, "nexus"), *list = NULL, *entry, *st;
     char uri[512];
     int rc;
 
@@ -407,27 +534,45 @@ agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct
         return 0;
     }
     rc = agent_call(a, "nexus_list", json_pack("{s:s}", "name", vol), &list, NULL);
-    if (rc < 0 || json_array_size(list) == 0) {
+    entry = json_array_get(list, 0);
+    if (rc == 0 && entry != NULL &&
+        !json_equal(json_object_get(entry, "generation"), json_object_get(nx, "generation"))) {
+        rc = agent_nexus_retire(a, vol, err);
+        if (rc < 0) {
+            json_decref(list);
+            return rc;
+        }
+        entry = NULL;
+    }
+    if (entry == NULL) {
+        json_decref(list);
+        list = NULL;
+        if (!json_is_true(json_object_get(nx, "complete"))) {
+            json_object_set_new(report, "nexus", json_pack("{s:s}", "state", "pending"));
+            return 0; /* wait until every reachable replica serves this generation */
+        }
         rc = agent_call(a, "nexus_create", json_pack("{s:s, s:O, s:O, s:O}", "name", vol,
                                                      "size", json_object_get(as, "size"),
                                                      "children", json_object_get(nx, "children"),
                                                      "generation",
                                                      json_object_get(nx, "generation")),
                         NULL, err);
-        json_decref(list);
-        list = NULL;
         if (rc == 0) {
+            IOC_NOTICE("agent", "volume %s: nexus created, generation %lld", vol,
+                       (long long)json_integer_value(json_object_get(nx, "generation")));
             agent_call(a, "nexus_list", json_pack("{s:s}", "name", vol), &list, NULL);
         }
+    } else {
+        agent_nexus_children(a, vol, nx, entry);
+        json_decref(list);
+        list = NULL;
+        agent_call(a, "nexus_list", json_pack("{s:s}", "name", vol), &list, NULL);
     }
     if (rc == 0) {
         rc = agent_export(a, vol, vol, err);
     }
     snprintf(uri, sizeof(uri), "nbd://%s/%s", a->opts.nbd_listen, vol);
-    st = json_copy(json_array_get(list, 0));
-    if (st == NULL) {
-        st = json_object();
-    }
+    st = json_array_get(list, 0) != NULL ? nexus_report(json_array_get(list, 0)) : json_object();
     json_object_set_new(st, "uri", json_string(uri));
     json_object_set_new(st, "generation", json_copy(json_object_get(nx, "generation")));
     if (rc < 0) {
@@ -437,6 +582,29 @@ agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct
     json_object_set_new(report, "nexus", st);
     json_decref(list);
     return rc;
+}
+
+/*
+ * A nexus this node runs but is no longer assigned (it moved while this
+ * node was away; its writes are fenced anyway): unexport and destroy it.
+ * Only once etcd answered with our assignments (cp_load succeeded).
+ */
+static void
+agent_nexus_gc(struct agent *a, json_t *assigns)
+{
+    json_t *list = NULL, *e;
+    size_t i;
+
+    if (agent_call(a, "nexus_list", NULL, &list, NULL) < 0) {
+        return;
+    }
+    json_array_foreach(list, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name")) ?: "";
+        if (!json_is_object(json_object_get(json_object_get(assigns, name), "nexus"))) {
+            agent_nexus_retire(a, name, NULL);
+        }
+    }
+    json_decref(list);
 }
 
 static void
@@ -462,6 +630,7 @@ agent_assignments(struct agent *a)
         snprintf(key, sizeof(key), IOC_KEY_ROOT "replica/%s/%s", vol, a->opts.node);
         agent_put(a, key, report, a->lease);
     }
+    agent_nexus_gc(a, assigns);
     json_decref(assigns);
 }
 

@@ -41,6 +41,11 @@ struct ioc_controller_opts {
 int ioc_controller_start(const struct ioc_controller_opts *opts, struct ioc_err *err);
 void ioc_controller_stop(void);
 
+#define IOC_KEY_ROOT_NEXUS "/ioc/v1/nexus/"
+
+/** Nexus membership records go to etcd at endpoints (nexus_store.c). Before any nexus exists. */
+void ioc_nexus_store_etcd(const char *endpoints);
+
 /** Parse "5m", "30s", "1h", "90" (seconds). Returns 0 or -EINVAL. */
 int ioc_duration_parse(const char *s, int64_t *seconds);
 

@@ -359,38 +359,145 @@ ctl_nexus(struct world *w, json_t *vspec, json_t *st)
     json_object_set_new(st, "nexusNode", json_string(pick));
 }
 
+/* ---- replica URIs and states (from the nexus when there is one) ---- */
+
+/* The export a replica serves: VOL with one replica, else VOL@gen=G (fencing). */
+static void
+replica_export(const char *vol, json_t *vspec, json_t *st, char *buf, size_t len)
+{
+    if (json_integer_value(json_object_get(vspec, "replicas")) == 1) {
+        snprintf(buf, len, "%s", vol);
+    } else {
+        snprintf(buf, len, "%s@gen=%lld", vol,
+                 (long long)json_integer_value(json_object_get(st, "generation")));
+    }
+}
+
+/* The nexus's entry for the child at uri, or NULL. */
+static json_t *
+nexus_child(json_t *nx, const char *uri)
+{
+    json_t *ch;
+    size_t i;
+
+    json_array_foreach(json_object_get(nx, "children"), i, ch) {
+        if (strcmp(json_string_value(json_object_get(ch, "uri")) ?: "", uri) == 0) {
+            return ch;
+        }
+    }
+    return NULL;
+}
+
+/* Is the replica serving the export of this generation (its agent's report says so)? */
+static bool
+replica_ready(json_t *r, json_t *reports)
+{
+    json_t *rep = json_object_get(reports, json_string_value(json_object_get(r, "node")));
+    const char *uri = json_string_value(json_object_get(r, "uri"));
+
+    return uri != NULL && json_object_get(r, "lostSince") == NULL &&
+           strcmp(json_string_value(json_object_get(rep, "uri")) ?: "", uri) == 0 &&
+           strcmp(json_string_value(json_object_get(rep, "state")) ?: "", "online") == 0;
+}
+
+/*
+ * Each live replica's URI for the current generation, and its state: with a
+ * nexus, the nexus's view of that child (online, rebuilding with
+ * rebuildProgress, faulted, out-of-sync; pending until it is a child);
+ * without one, the replica's own report.
+ */
+static void
+ctl_replica_states(struct world *w, const char *vol, json_t *vspec, json_t *st, json_t *reports)
+{
+    const char *nexus = json_string_value(json_object_get(st, "nexusNode"));
+    json_t *nx = json_object_get(json_object_get(reports, nexus ?: ""), "nexus"), *r, *ch;
+    bool single = json_integer_value(json_object_get(vspec, "replicas")) == 1;
+    char exp[192], uri[512];
+    size_t i;
+
+    json_array_foreach(json_object_get(st, "replicas"), i, r) {
+        const char *node = json_string_value(json_object_get(r, "node"));
+        json_t *n = json_object_get(w->nodes, node);
+        const char *nbd = json_string_value(json_object_get(json_object_get(n, "spec"), "nbd"));
+        json_object_del(r, "rebuildProgress");
+        if (n == NULL || nbd == NULL) {
+            continue; /* unreachable: state and uri stay */
+        }
+        replica_export(vol, vspec, st, exp, sizeof(exp));
+        snprintf(uri, sizeof(uri), "nbd://%s/%s", nbd, exp);
+        json_object_set_new(r, "uri", json_string(uri));
+        if (single || !json_is_array(json_object_get(nx, "children"))) {
+            continue; /* the report's state (ctl_replicas) */
+        }
+        ch = nexus_child(nx, uri);
+        if (!replica_ready(r, reports) || ch == NULL) {
+            json_object_set_new(r, "state", json_string("pending"));
+            continue;
+        }
+        json_object_set(r, "state", json_object_get(ch, "state"));
+        if (json_is_number(json_object_get(ch, "rebuildProgress"))) {
+            json_object_set_new(r, "rebuildProgress", json_integer((json_int_t)json_number_value(
+                                                          json_object_get(ch, "rebuildProgress"))));
+        }
+    }
+}
+
 /* ---- assignments and phase ---- */
+
+/*
+ * The nexus part of the nexus node's assignment: `children` the replicas
+ * serving this generation's export, `keep` the unreachable ones still in
+ * their grace period (not to be removed: they may come back for a partial
+ * rebuild), `complete` when every reachable replica is ready (a new nexus
+ * is created only then, so it does not start with a full rebuild).
+ */
+static json_t *
+assignment_nexus(json_t *st, json_t *reports)
+{
+    json_t *children = json_array(), *keep = json_array(), *r;
+    bool complete = true;
+    size_t i;
+
+    json_array_foreach(json_object_get(st, "replicas"), i, r) {
+        if (json_object_get(r, "lostSince") != NULL) {
+            if (json_is_string(json_object_get(r, "uri"))) {
+                json_array_append(keep, json_object_get(r, "uri"));
+            }
+        } else if (replica_ready(r, reports)) {
+            json_array_append(children, json_object_get(r, "uri"));
+        } else {
+            complete = false;
+        }
+    }
+    return json_pack("{s:o, s:o, s:b, s:O}", "children", children, "keep", keep, "complete",
+                     complete && json_array_size(children) > 0, "generation",
+                     json_object_get(st, "generation"));
+}
 
 static json_t *
 assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t *reports)
 {
-    json_t *reps = json_object_get(st, "replicas"), *r, *children, *as;
+    json_t *reps = json_object_get(st, "replicas"), *r, *as;
     bool single = json_integer_value(json_object_get(vspec, "replicas")) == 1;
     const char *nexus = json_string_value(json_object_get(st, "nexusNode"));
-    char exp[160];
+    char exp[192];
     size_t i;
 
     as = json_pack("{s:s, s:O, s:O}", "volume", vol, "size", json_object_get(vspec, "size"),
                    "thin", json_object_get(vspec, "thin"));
-    snprintf(exp, sizeof(exp), single ? "%s" : "%s.replica", vol);
+    replica_export(vol, vspec, st, exp, sizeof(exp));
     json_array_foreach(reps, i, r) {
         if (strcmp(json_string_value(json_object_get(r, "node")), node) == 0) {
-            json_object_set_new(as, "replica", json_pack("{s:O, s:s}", "pool",
+            json_object_set_new(as, "replica", json_pack("{s:O, s:s, s:O}", "pool",
                                                          json_object_get(r, "pool"), "export",
-                                                         exp));
+                                                         exp, "generation",
+                                                         single ? json_null()
+                                                                : json_object_get(st,
+                                                                                  "generation")));
         }
     }
     if (!single && nexus != NULL && strcmp(nexus, node) == 0) {
-        children = json_array();
-        json_array_foreach(reps, i, r) {
-            json_t *rep = json_object_get(reports, json_string_value(json_object_get(r, "node")));
-            if (json_is_string(json_object_get(rep, "uri"))) {
-                json_array_append(children, json_object_get(rep, "uri"));
-            }
-        }
-        json_object_set_new(as, "nexus", json_pack("{s:o, s:O}", "children", children,
-                                                   "generation",
-                                                   json_object_get(st, "generation")));
+        json_object_set_new(as, "nexus", assignment_nexus(st, reports));
     }
     return as;
 }
@@ -422,7 +529,13 @@ ctl_phase(json_t *vspec, json_t *st, json_t *reports)
     }
     json_object_set(st, "uri", json_object_get(nx, "uri") ?: json_null());
     if (nx == NULL || json_object_get(nx, "uri") == NULL) {
-        return online == 0 && json_array_size(reps) > 0 ? "Faulted" : "Pending";
+        json_array_foreach(reps, i, r) {
+            const char *s = json_string_value(json_object_get(r, "state")) ?: "";
+            if (strcmp(s, "unreachable") == 0 || strcmp(s, "faulted") == 0) {
+                return "Faulted"; /* no nexus serving, and replicas lost */
+            }
+        }
+        return "Pending";
     }
     return online == want ? "Online" : online > 0 ? "Degraded" : "Faulted";
 }
@@ -547,6 +660,7 @@ ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
     json_object_set_new(st, "conditions", json_array());
     ctl_replicas(c, w, vol, vspec, st, reports);
     ctl_nexus(w, vspec, st);
+    ctl_replica_states(w, vol, vspec, st, reports);
     phase = ctl_phase(vspec, st, reports);
     if (strcmp(json_string_value(json_object_get(st, "phase")) ?: "", phase) != 0) {
         status_event(st, "Phase", "%s", phase);

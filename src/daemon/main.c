@@ -35,6 +35,7 @@ struct daemon_opts {
     const char *nbd_listen;
     const char *nbd_socket;
     const char *iscsi_listen;  /* NULL = no iSCSI target */
+    bool iscsi_explicit;       /* --iscsi-listen given: failing to listen is fatal */
     const char *pools[16];  /* --pool PATH: imported at start */
     unsigned npools;
     struct ioc_agent_opts agent;      /* --node NAME: run the node agent (agent.node set) */
@@ -135,6 +136,7 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
             break;
         case 'I':
             o->iscsi_listen = strcmp(optarg, "none") == 0 ? NULL : optarg;
+            o->iscsi_explicit = true;
             break;
         case 'p':
             if (ioc_poll_mode_parse(optarg, &o->reactor.mode) < 0) {
@@ -260,6 +262,9 @@ control_plane_start(const struct daemon_opts *o)
     struct ioc_err err = {0};
     int rc;
 
+    if (agent.etcd != NULL) {
+        ioc_nexus_store_etcd(agent.etcd); /* --etcd: nexus membership records in etcd */
+    }
     if (agent.etcd == NULL) {
         agent.etcd = ctl.etcd = env != NULL && env[0] != '\0' ? env : "http://127.0.0.1:2379";
     }
@@ -311,9 +316,15 @@ daemon_start(const struct daemon_opts *o)
     }
     if (o->iscsi_listen != NULL) {
         rc = ioc_iscsi_target_start(o->iscsi_listen, &err);
-        if (rc < 0) {
+        if (rc < 0 && o->iscsi_explicit) {
             IOC_ERR("iocd", "iscsi: %s", err.msg[0] ? err.msg : strerror(-rc));
             return rc;
+        }
+        if (rc < 0) {
+            /* the default port may be another iocd's: serve the rest anyway */
+            IOC_WARN("iocd", "iscsi: %s; iSCSI disabled (use --iscsi-listen)",
+                     err.msg[0] ? err.msg : strerror(-rc));
+            ioc_err_clear(&err);
         }
     }
     rc = ioc_rpc_server_start(o->rpc_socket, &err);

@@ -272,11 +272,29 @@ static const struct ioc_bdev_ops nexus_ops = {
 
 /* ---- create ---- */
 
+/* Length of uri without a trailing "@gen=N" (the same replica in another generation). */
+static size_t
+uri_replica_len(const char *uri)
+{
+    const char *at = strstr(uri, "@gen=");
+
+    return at != NULL && strspn(at + 5, "0123456789") == strlen(at + 5) ? (size_t)(at - uri)
+                                                                          : strlen(uri);
+}
+
+/* The record's entry for uri: the same string, or the same replica of an older generation. */
 static const struct nexus_saved_child *
 saved_find(const struct nexus_saved *s, const char *uri)
 {
+    size_t n = uri_replica_len(uri);
+
     for (unsigned i = 0; i < s->nr_children; i++) {
         if (strcmp(s->children[i].uri, uri) == 0) {
+            return &s->children[i];
+        }
+    }
+    for (unsigned i = 0; i < s->nr_children; i++) {
+        if (uri_replica_len(s->children[i].uri) == n && strncmp(s->children[i].uri, uri, n) == 0) {
             return &s->children[i];
         }
     }

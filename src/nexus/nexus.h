@@ -75,4 +75,21 @@ int ioc_replica_create(const char *name, const char *base, uint64_t generation,
 /** Default directory for state files (`iocd --state-dir`); NULL: keep membership in memory. */
 void ioc_nexus_set_state_dir(const char *dir);
 
+/**
+ * Where membership records go instead of the state file (`iocd --etcd`:
+ * src/agent/nexus_store.c puts them in etcd). Called on each nexus's writer
+ * thread (put) or the control thread (get); must block until the record is
+ * durable. `name` is the record's name (the state file's, without
+ * "nexus-" and ".json"). put of generation G must never overwrite a record
+ * of a newer generation; get returns the newest (-ENOENT: none). The
+ * state path (or --state-dir) still decides whether a nexus is recorded.
+ */
+struct ioc_nexus_store {
+    int (*put)(const char *name, uint64_t generation, const char *text, struct ioc_err *err);
+    int (*get)(const char *name, char **text, struct ioc_err *err); /* text: malloc'd */
+};
+
+/** Install the store (NULL: files). Before any nexus is created. */
+void ioc_nexus_set_store(const struct ioc_nexus_store *store);
+
 #endif

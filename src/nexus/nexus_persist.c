@@ -19,6 +19,12 @@
  * Without a state path the record lives in memory: "persisted" follows
  * "version" at once and a restart forgets the membership (logged at create).
  *
+ * With a store installed (ioc_nexus_set_store(): iocd --etcd puts records
+ * in etcd, src/agent/nexus_store.c) the same thread calls store->put instead
+ * of writing the file, with the same barrier: a record etcd did not take is
+ * retried every second and the acks it covers wait. With every child
+ * healthy nothing changes membership, so nothing waits on the store.
+ *
  * Rejected: writing the file on the reactor (a blocking fsync would stall
  * every connection of the reactor), and a shared worker pool (one nexus's
  * slow disk would delay another's acks). This file is the seam where the
@@ -132,6 +138,84 @@ persist_write_file(const char *path, const char *text)
     return 0;
 }
 
+/* ---- the store (etcd) instead of the file ---- */
+
+static const struct ioc_nexus_store *g_store;
+
+void
+ioc_nexus_set_store(const struct ioc_nexus_store *store)
+{
+    g_store = store;
+}
+
+/* The record's name in the store: the state file's base name without "nexus-" and ".json". */
+static void
+persist_store_name(const char *path, char *buf, size_t len)
+{
+    const char *base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+    size_t n;
+
+    if (strncmp(base, "nexus-", 6) == 0) {
+        base += 6;
+    }
+    n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".json") == 0) {
+        n -= 5;
+    }
+    snprintf(buf, len, "%.*s", (int)n, base);
+}
+
+/* Make text durable: in the store if there is one, else in the file. */
+static int
+persist_write(const char *path, uint64_t generation, const char *text)
+{
+    struct ioc_err err = {0};
+    char name[256];
+
+    if (g_store == NULL) {
+        return persist_write_file(path, text);
+    }
+    persist_store_name(path, name, sizeof(name));
+    return g_store->put(name, generation, text, &err);
+}
+
+static json_t *
+persist_read(const char *path, json_error_t *jerr)
+{
+    struct ioc_err err = {0};
+    char name[256], *text = NULL;
+    json_t *o;
+
+    if (g_store == NULL) {
+        return json_load_file(path, 0, jerr);
+    }
+    persist_store_name(path, name, sizeof(name));
+    if (g_store->get(name, &text, &err) < 0) {
+        snprintf(jerr->text, sizeof(jerr->text), "%.120s", err.msg);
+        jerr->line = 0;
+        return NULL;
+    }
+    o = json_loads(text, 0, jerr);
+    free(text);
+    return o;
+}
+
+static int
+persist_exists(const char *path)
+{
+    struct ioc_err err = {0};
+    char name[256], *text = NULL;
+    int rc;
+
+    if (g_store == NULL) {
+        return access(path, F_OK) == 0 ? 0 : -ENOENT;
+    }
+    persist_store_name(path, name, sizeof(name));
+    rc = g_store->get(name, &text, &err);
+    free(text);
+    return rc;
+}
+
 /* ---- loading at create ---- */
 
 void
@@ -182,10 +266,14 @@ nexus_persist_load(const char *path, uint64_t nseg, struct nexus_saved *out, str
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
-    if (access(path, F_OK) < 0) {
+    rc = persist_exists(path);
+    if (rc == -ENOENT) {
         return -ENOENT;
+    } else if (rc < 0) {
+        return ioc_err_set(err, -EAGAIN, "membership record %s: the store is unreachable (%s)",
+                           path, strerror(-rc));
     }
-    o = json_load_file(path, 0, &jerr);
+    o = persist_read(path, &jerr);
     if (o == NULL) {
         return ioc_err_set(err, -EINVAL, "state file %s: %s (line %d)", path, jerr.text,
                            jerr.line);
@@ -249,7 +337,7 @@ persist_thread(void *arg)
         v = p->pending_version;
         p->pending = NULL;
         pthread_mutex_unlock(&p->lock);
-        rc = persist_write_file(p->path, text);
+        rc = persist_write(p->path, p->nx->generation, text);
         pthread_mutex_lock(&p->lock);
         if (rc < 0) {
             atomic_fetch_add(&p->failures, 1);
@@ -343,7 +431,7 @@ nexus_persist_start(struct ioc_nexus *nx, const char *path, struct ioc_err *err)
     o = nexus_persist_json(nx);
     text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    rc = text != NULL ? persist_write_file(path, text) : -ENOMEM;
+    rc = text != NULL ? persist_write(path, nx->generation, text) : -ENOMEM;
     free(text);
     if (rc < 0) {
         return ioc_err_set(err, -EIO, "state file %s: %s", path, strerror(-rc));

@@ -19,7 +19,8 @@
  *               table entry pointing at a cluster whose copy is unfinished.
  *               Other writers of the same logical cluster wait on the
  *               pending allocation (struct pool_alloc) and then take the
- *               owned path.
+ *               owned path. A write covering the whole cluster skips the
+ *               buffer and goes straight from the caller's iovecs.
  *   UNMAP/WZ    a whole owned cluster with nothing below it in the chain is
  *               freed (reads as a hole); a partial or shadowing one gets
  *               zeroes written (base WRITE_ZEROES), allocating by CoW if a

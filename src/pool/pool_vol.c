@@ -794,9 +794,91 @@ ioc_pool_volume_delete(struct ioc_pool *pool, const char *name, struct ioc_err *
     return vol_op_commit(pool, cb, cb_arg, err);
 }
 
-int
-ioc_pool_volume_resize(struct ioc_pool *pool, const char *name, uint64_t size,
-                       struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
+/*
+ * Shrinking to a size inside a cluster the volume owns: the bytes past the
+ * new end stay in that cluster and a later grow would show them again. So
+ * the tail is zeroed on the base first (then the resize is validated again
+ * and applied). A crash in between leaves the old size with a zeroed tail:
+ * bytes the caller was dropping anyway.
+ */
+struct resize_ctx {
+    struct ioc_pool *pool;
+    char name[IOC_POOL_NAME_MAX];
+    uint64_t size;
+    uint8_t *zero;
+    struct ioc_err *err;
+    ioc_pool_cb cb;
+    void *cb_arg;
+};
+
+static int vol_resize(struct ioc_pool *pool, const char *name, uint64_t size, bool tail_zeroed,
+                      struct ioc_err *err, ioc_pool_cb cb, void *cb_arg);
+
+static void
+resize_tail_done(struct ioc_bdev_io *io, void *arg)
+{
+    struct resize_ctx *ctx = arg;
+    int rc = io->status;
+
+    ioc_bdev_io_free(io);
+    if (rc < 0) {
+        rc = ioc_err_set(ctx->err, rc, "zeroing past the new end of '%s/%s' failed: %s",
+                         ctx->pool->name, ctx->name, strerror(-rc));
+    } else {
+        rc = vol_resize(ctx->pool, ctx->name, ctx->size, true, ctx->err, ctx->cb, ctx->cb_arg);
+    }
+    if (rc < 0) {
+        pool_cb_later(ctx->cb, ctx->cb_arg, rc);
+    }
+    free(ctx->zero);
+    free(ctx);
+}
+
+static int
+resize_zero_tail(struct ioc_pool *pool, const char *name, uint64_t size, uint32_t c,
+                 struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
+{
+    uint64_t in = size & (pool->cluster_size - 1), len = pool->cluster_size - in;
+    uint64_t off = pool->data_offset + ((uint64_t)c << pool->cluster_shift) + in;
+    struct resize_ctx *ctx = calloc(1, sizeof(*ctx));
+    struct ioc_bdev_io *io = ioc_bdev_io_alloc(pool->base);
+    bool wz = ioc_bdev_supports(pool->base, IOC_IO_WRITE_ZEROES);
+    int rc = ctx != NULL && io != NULL ? 0 : -ENOMEM;
+
+    if (rc == 0 && !wz) {
+        ctx->zero = aligned_alloc(4096, pool->cluster_size);
+        rc = ctx->zero != NULL ? 0 : -ENOMEM;
+    }
+    if (rc == 0) {
+        *ctx = (struct resize_ctx){.pool = pool, .size = size, .zero = ctx->zero, .err = err,
+                                   .cb = cb, .cb_arg = cb_arg};
+        snprintf(ctx->name, sizeof(ctx->name), "%s", name);
+        if (wz) {
+            ioc_bdev_io_prep(io, IOC_IO_WRITE_ZEROES, off, len, IOC_IO_NO_HOLE,
+                             resize_tail_done, ctx);
+        } else {
+            memset(ctx->zero, 0, len);
+            io->iov_single.iov_base = ctx->zero;
+            io->iov_single.iov_len = len;
+            ioc_bdev_io_prep_rw(io, IOC_IO_WRITE, off, len, &io->iov_single, 1, 0,
+                                resize_tail_done, ctx);
+        }
+        rc = ioc_bdev_io_submit(io);
+    }
+    if (rc < 0) {
+        ioc_bdev_io_free(io);
+        if (ctx != NULL) {
+            free(ctx->zero);
+        }
+        free(ctx);
+        return ioc_err_set(err, rc, "out of memory");
+    }
+    return 0;
+}
+
+static int
+vol_resize(struct ioc_pool *pool, const char *name, uint64_t size, bool tail_zeroed,
+           struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
 {
     struct pool_vol *v;
     uint32_t n, *map;
@@ -821,6 +903,10 @@ ioc_pool_volume_resize(struct ioc_pool *pool, const char *name, uint64_t size,
         return rc;
     }
     n = (uint32_t)ioc_pool_vol_clusters(size, pool->cluster_size);
+    if (!tail_zeroed && size < pool_vd(pool, v)->size && (size & (pool->cluster_size - 1)) &&
+        v->map[n - 1] != 0) {
+        return resize_zero_tail(pool, name, size, v->map[n - 1] - 1, err, cb, cb_arg);
+    }
     map = calloc(n, sizeof(*map));
     if (map == NULL) {
         return ioc_err_set(err, -ENOMEM, "out of memory");
@@ -835,11 +921,20 @@ ioc_pool_volume_resize(struct ioc_pool *pool, const char *name, uint64_t size,
     free(v->map);
     v->map = map;
     v->n_lcl = n;
-    v->vb->bdev.size = size;
+    if (v->vb != NULL) {
+        v->vb->bdev.size = size;
+    }
     pthread_mutex_unlock(&pool->lock);
     pool_vd(pool, v)->size = size;
     pool_dirty_vt(pool, v->id);
     return vol_op_commit(pool, cb, cb_arg, err);
+}
+
+int
+ioc_pool_volume_resize(struct ioc_pool *pool, const char *name, uint64_t size,
+                       struct ioc_err *err, ioc_pool_cb cb, void *cb_arg)
+{
+    return vol_resize(pool, name, size, false, err, cb, cb_arg);
 }
 
 int

@@ -5,8 +5,9 @@
  * and the metadata pages. Whatever it holds, ioc_pool_sb_pick() and
  * ioc_pool_meta_decode() must either refuse it with a message or return an
  * image whose invariants hold (checked below), never crash, leak or read
- * out of bounds. Inputs shorter than 8 KiB are padded with a valid pool
- * image so the fuzzer also mutates real pages and not only headers.
+ * out of bounds. Each input is laid over a valid pool image (at an offset
+ * its first bytes choose) so the fuzzer also mutates real pages and not
+ * only headers.
  */
 #include "ioc/common.h"
 

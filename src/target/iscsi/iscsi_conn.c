@@ -40,8 +40,13 @@
  *
  * Sequence numbers: one connection per session, so ExpCmdSN lives here. A
  * non-immediate command must carry CmdSN == ExpCmdSN; one outside the window
- * is dropped silently (RFC 7143 3.2.2.1). MaxCmdSN follows the free tasks, so
- * a well-behaved initiator never runs us out of them.
+ * is dropped silently (RFC 7143 4.2.2.1). MaxCmdSN follows the free tasks, so
+ * a well-behaved initiator never runs us out of them. The data of the
+ * commands taken is capped too (ISCSI_INFLIGHT_BYTES): past it, and while a
+ * command is executing, parsing stops until one completes, so a flood of
+ * 8 MiB reads cannot make one connection allocate a gigabyte. (Writes
+ * waiting for their Data-Out are not a reason to stop: their data is behind
+ * in the same stream.)
  *
  * Not done: several connections per session, ErrorRecoveryLevel > 0
  * (SNACK is rejected; a digest error closes the connection), bidirectional
@@ -337,6 +342,8 @@ task_put(struct iscsi_task *t)
     if (t->scsi.buf_cap > ISCSI_KEEP_BUF || t->scsi.aux_cap > ISCSI_KEEP_BUF) {
         scsi_task_buf_free(&t->scsi);
     }
+    c->inflight_bytes -= t->charge;
+    t->charge = 0;
     t->next_free = c->free_tasks;
     c->free_tasks = t;
     c->ntasks_used--;
@@ -717,13 +724,22 @@ conn_scsi_cmd(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data, uin
         conn_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
         return true;
     }
-    if (c->free_tasks == NULL) {
+    /*
+     * Backpressure: parse it again when a task is back. Only while some task
+     * is executing (it completes without more input); tasks waiting for
+     * Data-Out must not block the stream their data arrives on.
+     */
+    if (c->free_tasks == NULL ||
+        (c->io_inflight > 0 &&
+         c->inflight_bytes + be32toh(cmd->edtl) > ISCSI_INFLIGHT_BYTES)) {
         return false;
     }
     if (!iscsi_conn_cmdsn_accept(c, immediate, be32toh(cmd->cmdsn))) {
         return true;
     }
     t = task_get(c);
+    t->charge = be32toh(cmd->edtl);
+    c->inflight_bytes += t->charge;
     task_setup(c, t, cmd);
     if (t->scsi.dir != SCSI_DIR_OUT || t->scsi.edtl == 0) {
         if (dlen > 0) {
@@ -877,7 +893,8 @@ conn_abort_task(struct iscsi_task *t)
 }
 
 static uint8_t
-conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun)
+conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun,
+               uint32_t ref_cmdsn)
 {
     bool found = false;
 
@@ -898,9 +915,11 @@ conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun)
         found = true;
         conn_abort_task(t);
     }
-    if (fn == ISCSI_TMF_ABORT_TASK && !found) {
-        return ISCSI_TMF_RSP_COMPLETE; /* already answered or never seen: done */
+    if (fn == ISCSI_TMF_ABORT_TASK && !found && (int32_t)(ref_cmdsn - c->exp_cmdsn) < 0) {
+        /* received and already answered (RFC 7143 11.5.1) */
+        return ISCSI_TMF_RSP_NO_TASK;
     }
+    /* found and aborted, or not received yet: it will never run */
     return ISCSI_TMF_RSP_COMPLETE;
 }
 
@@ -921,17 +940,18 @@ conn_tmf(struct iscsi_conn *c, const uint8_t *bhs)
     case ISCSI_TMF_CLEAR_TASK_SET:
     case ISCSI_TMF_LUN_RESET:
         rsp = c->tgt == NULL || iscsi_tgt_lun(c->tgt, lun) == NULL
-                  ? ISCSI_TMF_RSP_NO_LUN : conn_tmf_abort(c, fn, p->ttt, lun);
+                  ? ISCSI_TMF_RSP_NO_LUN
+                  : conn_tmf_abort(c, fn, p->ttt, lun, be32toh(p->sn32));
         if (rsp == ISCSI_TMF_RSP_COMPLETE && fn == ISCSI_TMF_LUN_RESET) {
-            scsi_lun_reset(iscsi_tgt_lun(c->tgt, lun));
+            scsi_lun_reset(iscsi_tgt_lun(c->tgt, lun), ASC_BUS_RESET);
         }
         break;
     case ISCSI_TMF_TARGET_WARM_RESET:
     case ISCSI_TMF_TARGET_COLD_RESET:
         rsp = c->tgt == NULL ? ISCSI_TMF_RSP_REJECTED
-                             : conn_tmf_abort(c, ISCSI_TMF_TARGET_WARM_RESET, 0, 0);
+                             : conn_tmf_abort(c, ISCSI_TMF_TARGET_WARM_RESET, 0, 0, 0);
         for (unsigned i = 0; c->tgt != NULL && i < c->tgt->nluns; i++) {
-            scsi_lun_reset(c->tgt->luns[i]);
+            scsi_lun_reset(c->tgt->luns[i], ASC_POWER_ON_RESET);
         }
         break;
     default:

@@ -70,6 +70,7 @@ struct iscsi_task {
     bool aborted;          /* TMF: no response */
     bool release_pending;  /* freed once r2t_ctl is back from the output queue */
     uint8_t cdb[16];
+    uint32_t charge;       /* bytes counted in conn->inflight_bytes */
     struct iscsi_ctl r2t_ctl;
     /* response */
     struct iscsi_out out;
@@ -129,6 +130,7 @@ struct iscsi_conn {
     struct iscsi_task *wait_data;   /* tasks receiving Data-Out */
     unsigned ntasks_used;
     unsigned io_inflight;           /* tasks executing */
+    uint64_t inflight_bytes;        /* EDTL of the tasks taken, capped by ISCSI_INFLIGHT_BYTES */
 
     /* output */
     struct iscsi_out *out_head;

@@ -31,6 +31,7 @@
 #define ISCSI_RDSL_MAX        (256u * 1024)     /* our MaxRecvDataSegmentLength */
 #define ISCSI_RBUF_SIZE       (ISCSI_RDSL_MAX + 2048u)
 #define ISCSI_KEEP_BUF        (1024u * 1024)    /* task buffers above this are freed after use */
+#define ISCSI_INFLIGHT_BYTES  (64u * 1024 * 1024) /* command data in flight per connection */
 
 /* ---- iscsi_pdu.c: CRC32C ---- */
 
@@ -165,6 +166,8 @@ struct iscsi_lun {
     struct scsi_pr pr;
     unsigned nua;
     struct scsi_ua ua[SCSI_UA_MAX];
+    unsigned nnexus;             /* I_T nexuses logged in to this LUN's target */
+    char nexus[SCSI_UA_MAX][ISCSI_NAME_MAX + 32];
     atomic_bool caw_busy;        /* a COMPARE AND WRITE holds [caw_lba, +caw_n) */
     _Atomic uint64_t caw_lba;
     atomic_uint caw_n;
@@ -326,8 +329,13 @@ bool scsi_sbc_exec(struct scsi_task *t);   /* false: not an SBC opcode */
 bool scsi_pr_exec(struct scsi_task *t);    /* false: not a PR opcode */
 /** Reservation conflict check before a command runs; true if it may run. */
 bool scsi_pr_check(struct scsi_task *t);
-/** LUN reset or target reset: drops the RESERVE(6) reservation (PRs persist). */
-void scsi_lun_reset(struct iscsi_lun *lu);
+/**
+ * LUN reset or target reset: drops the RESERVE(6) reservation (PRs persist)
+ * and queues a unit attention (asc_ascq) for every nexus logged in.
+ */
+void scsi_lun_reset(struct iscsi_lun *lu, uint16_t asc_ascq);
+/** A nexus logged in: it will hear about resets from now on. */
+void scsi_nexus_add(struct iscsi_lun *lu, const char *port);
 /** The I_T nexus `port` is gone (logout, connection loss): drops its RESERVE(6). */
 void scsi_nexus_gone(struct iscsi_lun *lu, const char *port);
 /** Queue a unit attention for one nexus. Caller holds lu->lock. */

@@ -432,6 +432,10 @@ login_complete(struct iscsi_conn *c)
     if (c->tgt != NULL) {
         atomic_fetch_add(&c->tgt->sessions, 1);
         c->tgt_counted = true;
+        for (unsigned i = 0; i < c->tgt->nluns; i++) {
+            scsi_nexus_add(c->tgt->luns[i], c->port);
+            c->ua_seen[i] = atomic_load(&c->tgt->luns[i]->ua_gen);
+        }
     }
     IOC_INFO("iscsi", "conn %s: %s session of %s%s%s (tsih %u, digests %s/%s)", c->peer,
              c->params.discovery ? "discovery" : "normal", c->params.initiator_name,
@@ -502,8 +506,8 @@ login_process(struct iscsi_conn *c, const struct iscsi_login *req)
         iscsi_text_add(resp, "TargetPortalGroupTag", "1");
         c->tpgt_sent = true;
     }
-    if (status == 0 && (cur == ISCSI_STAGE_OPERATIONAL || (grant && next == ISCSI_STAGE_OPERATIONAL)) &&
-        !c->mrdsl_sent) {
+    if (status == 0 && !c->mrdsl_sent &&
+        (cur == ISCSI_STAGE_OPERATIONAL || (grant && next == ISCSI_STAGE_OPERATIONAL))) {
         iscsi_text_add(resp, "MaxRecvDataSegmentLength", "%u", g_iscsi_opts.max_recv_dsl);
         c->mrdsl_sent = true;
     }

@@ -147,13 +147,27 @@ spc2_reserve(struct scsi_task *t, bool reserve)
 }
 
 void
-scsi_lun_reset(struct iscsi_lun *lu)
+scsi_lun_reset(struct iscsi_lun *lu, uint16_t asc_ascq)
 {
     if (lu == NULL) {
         return;
     }
     pthread_mutex_lock(&lu->lock);
     lu->pr.spc2_holder[0] = '\0';
+    for (unsigned i = 0; i < lu->nnexus; i++) {
+        scsi_ua_queue_port_locked(lu, lu->nexus[i], asc_ascq);
+    }
+    pthread_mutex_unlock(&lu->lock);
+}
+
+/* Nexus list: a port appears once however many sessions it has (one here). */
+void
+scsi_nexus_add(struct iscsi_lun *lu, const char *port)
+{
+    pthread_mutex_lock(&lu->lock);
+    if (lu->nnexus < SCSI_UA_MAX) {
+        snprintf(lu->nexus[lu->nnexus++], sizeof(lu->nexus[0]), "%s", port);
+    }
     pthread_mutex_unlock(&lu->lock);
 }
 
@@ -163,6 +177,20 @@ scsi_nexus_gone(struct iscsi_lun *lu, const char *port)
     pthread_mutex_lock(&lu->lock);
     if (strcmp(lu->pr.spc2_holder, port) == 0) {
         lu->pr.spc2_holder[0] = '\0';
+    }
+    for (unsigned i = 0; i < lu->nnexus; i++) {
+        if (strcmp(lu->nexus[i], port) == 0) {
+            memcpy(lu->nexus[i], lu->nexus[--lu->nnexus], sizeof(lu->nexus[0]));
+            break;
+        }
+    }
+    /* its pending unit attentions go with it */
+    for (unsigned i = 0; i < lu->nua;) {
+        if (strcmp(lu->ua[i].port, port) == 0) {
+            lu->ua[i] = lu->ua[--lu->nua];
+        } else {
+            i++;
+        }
     }
     pthread_mutex_unlock(&lu->lock);
 }

@@ -6,6 +6,7 @@ the test's tmp_path and stops it by PID. `cluster` starts iocd nodes
 stopped and checked the same way as every other daemon.
 """
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -23,11 +24,15 @@ class Etcd:
         self.proc = None
         self.url = None
 
-    def start(self):
+    def start(self, same_ports=False):
         if shutil.which("etcd") is None:
             pytest.fail("etcd not found: install the Debian package 'etcd-server' "
                         "(scripts/deps.sh test does it)", pytrace=False)
-        cport, pport = free_port(), free_port()
+        if same_ports:  # a restart: same URL and data
+            cport, pport = self.ports
+        else:
+            cport, pport = free_port(), free_port()
+        self.ports = (cport, pport)
         self.url = f"http://127.0.0.1:{cport}"
         peer = f"http://127.0.0.1:{pport}"
         self.log = open(self.workdir / "etcd.log", "ab")
@@ -54,6 +59,7 @@ class Etcd:
         if self.proc is not None:
             stop_process(self.proc)
             self.log.close()
+            self.proc = None
 
     def _post(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
@@ -97,3 +103,41 @@ def wait_for(fn, timeout=30.0, what="condition"):
 def volume(etcd, name):
     r = iocctl(etcd, "get", "volume", name, "-o", "json", check=False)
     return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def status(etcd, name="db"):
+    v = volume(etcd, name)
+    return (v or {}).get("status", {})
+
+
+def phase_is(etcd, want, name="db"):
+    st = status(etcd, name)
+    return st if st.get("phase") == want else None
+
+
+def export_checksum(uri, size):
+    """sha256 of the first size bytes of an nbd:// export (nbdcopy to stdout)."""
+    p = subprocess.run(["nbdcopy", uri, "-"], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    return hashlib.sha256(p.stdout[:size]).hexdigest()
+
+
+def verifier():
+    path = BUILD / "tools" / "ioc-verify"
+    if not path.exists():
+        pytest.fail(f"{path} missing: run `make build` (libnbd-dev)", pytrace=False)
+    return path
+
+
+def verify_check(uri, state):
+    p = run([verifier(), "check", uri, "--state", state], check=False, timeout=120)
+    counts = dict(kv.split("=") for kv in p.stdout.split()[1:]) if p.stdout.startswith(
+        "check:") else {}
+    return p, {k: int(v) for k, v in counts.items()}
+
+
+def write_errors(out):
+    for line in out.splitlines():
+        if line.startswith("write:"):
+            return float(dict(kv.split("=") for kv in line.split()[1:]).get("errors", -1))
+    return -1

@@ -2,6 +2,7 @@
 sessions; options; delete; and the RPC errors people will meet."""
 import pytest
 
+from iscsi_util import need_qemu_iscsi
 from ioc_e2e import RpcError, need, run
 
 
@@ -26,6 +27,7 @@ def test_iscsi_cli_create_list_delete(iscsi_iocd, tmp_path):
 
 
 def test_iscsi_cli_session_shows_in_list(iscsi_iocd, tmp_path, procs):
+    need_qemu_iscsi()
     iqn = iscsi_iocd.file_target("s", tmp_path / "s.img", size="16MiB")
     # qemu-io keeps its session open while it waits for the next command on stdin
     p = procs.start([need("qemu-io"), "-f", "raw", iscsi_iocd.url(iqn)],

@@ -3,6 +3,7 @@ discovery, INQUIRY, READ CAPACITY, qemu-img convert/compare on 1 GiB,
 qemu-io patterns, and the session list of iscsi_target_list."""
 import os
 
+from iscsi_util import need_qemu_iscsi
 from ioc_e2e import GiB, MiB, need, run
 
 
@@ -23,6 +24,7 @@ def test_iscsi_discovery_inquiry_capacity(iscsi_iocd, tmp_path):
 
 
 def test_iscsi_qemu_img_convert_compare_1g(iscsi_iocd, tmp_path):
+    need_qemu_iscsi()
     qemu_img = need("qemu-img")
     iqn = iscsi_iocd.file_target("big", tmp_path / "big.img", size="1GiB")
     src = tmp_path / "src.raw"
@@ -47,6 +49,7 @@ def test_iscsi_qemu_img_convert_compare_1g(iscsi_iocd, tmp_path):
 
 
 def test_iscsi_qemu_io_patterns(iscsi_iocd, tmp_path):
+    need_qemu_iscsi()
     qemu_io = need("qemu-io")
     iqn = iscsi_iocd.file_target("q", tmp_path / "q.img", size="32MiB")
     url = iscsi_iocd.url(iqn)

@@ -21,6 +21,8 @@ def conformance(*args):
     passed, failed = int(m.group(1)), int(m.group(2))
     assert failed == 0 and p.returncode == 0, f"{p.stdout}\n{p.stderr}"
     assert passed >= 600, p.stdout
+    # the whole run (four iscsi-test-cu invocations) stays well inside 120 s: no stall
+    assert elapsed < 120, f"took {elapsed:.0f} s\n{p.stdout}"
     return elapsed
 
 

@@ -5,6 +5,7 @@ digests negotiated by qemu's iscsi driver."""
 import socket
 import struct
 
+from iscsi_util import need_qemu_iscsi
 from ioc_e2e import need, run
 
 
@@ -99,6 +100,7 @@ def test_iscsi_login_then_bad_pdus(iscsi_iocd, tmp_path):
 
 
 def test_iscsi_digests_qemu(iscsi_iocd, tmp_path):
+    need_qemu_iscsi()
     qemu_io = need("qemu-io")
     iqn = iscsi_iocd.file_target("g", tmp_path / "g.img", size="16MiB")
     opts = (f"driver=raw,file.driver=iscsi,file.transport=tcp,"

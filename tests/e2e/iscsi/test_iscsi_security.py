@@ -4,12 +4,12 @@ with a wrong secret against a CHAP-required target all fail."""
 import os
 
 from ioc_e2e import need, run
+from iscsi_util import INITIATOR
 
 OTHER = "iqn.2024-01.io.ioc.test:stranger"
 
 
 def test_iscsi_allow_list(iscsi_iocd, tmp_path):
-    from conftest import INITIATOR
     iqn = iscsi_iocd.file_target("a", tmp_path / "a.img", size="16MiB",
                                  allowed_initiators=[INITIATOR])
     ls = need("iscsi-ls")

@@ -91,3 +91,27 @@ def test_vhost_garbage_messages_drop_only_that_client(iocd, tmp_path):
 
 
 import os  # noqa: E402  (used by the loop case above)
+
+
+def test_vhost_client_killed_with_io_in_flight(iocd, tmp_path, procs):
+    """SIGKILL a client at QD32: its connection goes once its IO has drained."""
+    import signal
+    from vhost_util import vblk_perf
+    image = make_image(tmp_path / "img", 32 * MiB)
+    sock = tmp_path / "vhost.sock"
+    vhost_file_export(iocd, "v", image, sock, nbd=False)
+    for mode in ("busy", "eventfd"):
+        p = procs.start([vblk_perf(), "--socket", sock, "--mode", mode, "--rw", "randrw",
+                         "--qd", "32", "--runtime", "30"])
+        time.sleep(1.0)
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    deadline = time.monotonic() + 5
+    while iocd.rpc("vhost_blk_export_list")[0]["connections"] != 0:
+        assert time.monotonic() < deadline, "connections of killed clients linger"
+        time.sleep(0.05)
+    res, _ = perf("--socket", sock, "--rw", "randrw", "--qd", "8", "--runtime", "0.5",
+                  "--size", "8MiB", "--verify")
+    assert res["verify_errors"] == 0 and res["errors"] == 0
+    assert iocd.alive()

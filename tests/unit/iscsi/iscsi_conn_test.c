@@ -183,8 +183,16 @@ h_login_step(struct harness *h, uint8_t flags, const char *keys, size_t klen, ch
 
 #define KEYS(s) s, sizeof(s) - 1
 
+static void h_login_digests(struct harness *h, const char *target, bool digests);
+
 static void
 h_login(struct harness *h, const char *target)
+{
+    h_login_digests(h, target, false);
+}
+
+static void
+h_login_digests(struct harness *h, const char *target, bool digests)
 {
     char keys[512], resp[1024];
     int len = snprintf(keys, sizeof(keys),
@@ -192,6 +200,13 @@ h_login(struct harness *h, const char *target)
                        "AuthMethod=None%c", 0, 0, target, 0, 0);
 
     assert_int_equal(h_login_step(h, 0x80 | 0x01, keys, (size_t)len, resp, sizeof(resp)), 0);
+    if (digests) {
+        assert_int_equal(h_login_step(h, 0x80 | (1 << 2) | 0x03,
+                                      KEYS("HeaderDigest=CRC32C,None\0DataDigest=CRC32C\0"),
+                                      resp, sizeof(resp)), 0);
+        assert_string_equal(resp, "HeaderDigest=CRC32C");
+        return;
+    }
     assert_int_equal(h_login_step(h, 0x80 | (1 << 2) | 0x03,
                                   KEYS("HeaderDigest=None\0DataDigest=None\0"
                                        "InitialR2T=Yes\0ImmediateData=Yes\0"
@@ -437,6 +452,116 @@ test_iscsi_conn_bad_bhs_closes(void **state)
     h_fini(&h);
 }
 
+static void
+put_le32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static uint32_t
+get_le32(const uint8_t *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
+
+static void
+test_iscsi_conn_crc32c_digests(void **state)
+{
+    struct harness h;
+    uint8_t pdu[48 + 4 + 4 + 4] = {0}, *rsp;
+
+    (void)state;
+    h_init(&h);
+    h_login_digests(&h, IQN, true);
+    /* the login responses carried no digests; from now on every PDU does */
+    pdu[0] = ISCSI_OP_NOP_OUT | ISCSI_FLAG_IMMEDIATE;
+    pdu[1] = 0x80;
+    iscsi_dlen_set(pdu + 5, 4);
+    *(uint32_t *)(pdu + 16) = htobe32(42);
+    *(uint32_t *)(pdu + 20) = ISCSI_RSVD_TAG;
+    put_le32(pdu + 48, iscsi_crc32c(0, pdu, 48));
+    memcpy(pdu + 52, "ping", 4);
+    put_le32(pdu + 56, iscsi_crc32c(0, "ping", 4));
+    h_feed(&h, pdu, sizeof(pdu));
+    assert_int_equal(h.out_len - h.out_pos, sizeof(pdu));
+    rsp = h.out + h.out_pos;
+    assert_int_equal(rsp[0], ISCSI_OP_NOP_IN);
+    assert_int_equal(get_le32(rsp + 48), iscsi_crc32c(0, rsp, 48));
+    assert_memory_equal(rsp + 52, "ping", 4);
+    assert_int_equal(get_le32(rsp + 56), iscsi_crc32c(0, "ping", 4));
+    h.out_pos = h.out_len;
+    /* a wrong data digest closes the connection (ErrorRecoveryLevel 0) */
+    pdu[56] ^= 1;
+    h_feed(&h, pdu, sizeof(pdu));
+    assert_true(iscsi_conn_finished(h.c));
+    h_fini(&h);
+}
+
+static void
+test_iscsi_conn_abort_task_answers(void **state)
+{
+    struct harness h;
+    uint8_t bhs[48] = {0};
+
+    (void)state;
+    h_init(&h);
+    h_login(&h, IQN);
+    /* ABORT TASK of a command already answered (RefCmdSN < ExpCmdSN) */
+    h.cmdsn = 1;
+    bhs[0] = ISCSI_OP_TMF_REQ | ISCSI_FLAG_IMMEDIATE;
+    bhs[1] = 0x80 | ISCSI_TMF_ABORT_TASK;
+    *(uint32_t *)(bhs + 16) = htobe32(h.itt++);
+    *(uint32_t *)(bhs + 20) = htobe32(1234);
+    *(uint32_t *)(bhs + 24) = htobe32(0);
+    *(uint32_t *)(bhs + 32) = htobe32((uint32_t)-1);
+    h_send(&h, bhs, NULL, 0);
+    assert_int_equal(h_recv(&h, bhs, NULL, 0), 0);
+    assert_int_equal(bhs[0], ISCSI_OP_TMF_RSP);
+    assert_int_equal(bhs[2], ISCSI_TMF_RSP_NO_TASK);
+    /* a task not received yet: function complete */
+    memset(bhs, 0, sizeof(bhs));
+    bhs[0] = ISCSI_OP_TMF_REQ | ISCSI_FLAG_IMMEDIATE;
+    bhs[1] = 0x80 | ISCSI_TMF_ABORT_TASK;
+    *(uint32_t *)(bhs + 16) = htobe32(h.itt++);
+    *(uint32_t *)(bhs + 20) = htobe32(99);
+    *(uint32_t *)(bhs + 32) = htobe32(5);
+    h_send(&h, bhs, NULL, 0);
+    assert_int_equal(h_recv(&h, bhs, NULL, 0), 0);
+    assert_int_equal(bhs[2], ISCSI_TMF_RSP_COMPLETE);
+    h_fini(&h);
+}
+
+static void
+test_iscsi_conn_lun_reset_unit_attention(void **state)
+{
+    struct harness h;
+    uint8_t bhs[48] = {0}, tur[16] = {0}, sense[18];
+
+    (void)state;
+    h_init(&h);
+    h_login(&h, IQN);
+    bhs[0] = ISCSI_OP_TMF_REQ | ISCSI_FLAG_IMMEDIATE;
+    bhs[1] = 0x80 | ISCSI_TMF_LUN_RESET;
+    *(uint32_t *)(bhs + 16) = htobe32(h.itt++);
+    *(uint32_t *)(bhs + 20) = ISCSI_RSVD_TAG;
+    h_send(&h, bhs, NULL, 0);
+    assert_int_equal(h_recv(&h, bhs, NULL, 0), 0);
+    assert_int_equal(bhs[2], ISCSI_TMF_RSP_COMPLETE);
+    /* the next command reports the reset once; INQUIRY would not have */
+    h_scsi(&h, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_scsi_result(&h, NULL, 0, sense), SCSI_CHECK_CONDITION);
+    assert_int_equal(sense[2], SK_UNIT_ATTENTION);
+    assert_int_equal(sense[12], 0x29);
+    assert_int_equal(sense[13], 0x03);
+    h_scsi(&h, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_scsi_result(&h, NULL, 0, NULL), SCSI_GOOD);
+    h_fini(&h);
+}
+
 /* ------------------------------------------------------------------ CHAP */
 
 static void
@@ -562,6 +687,9 @@ main(void)
         cmocka_unit_test(test_iscsi_conn_bad_datasn_fails_command),
         cmocka_unit_test(test_iscsi_conn_sense_and_bad_lun),
         cmocka_unit_test(test_iscsi_conn_bad_bhs_closes),
+        cmocka_unit_test(test_iscsi_conn_crc32c_digests),
+        cmocka_unit_test(test_iscsi_conn_abort_task_answers),
+        cmocka_unit_test(test_iscsi_conn_lun_reset_unit_attention),
         cmocka_unit_test(test_iscsi_login_chap_sha256),
     };
 

@@ -51,7 +51,7 @@
 #define VOL_BLKS (VOL_CL * BPC)
 #define MAX_MVOLS 16
 #define MAX_SAMPLES 4
-#define SAMPLE_EVERY 61
+#define SAMPLE_EVERY 151
 
 static struct ioc_reactor *g_r;
 
@@ -476,7 +476,6 @@ enumerate(const struct ioc_crash_write *pend, size_t np)
         }
         try_tear(pend, np, t, 0, 1);
         try_tear(pend, np, t, 0, ns / 2);
-        try_tear(pend, np, t, 0, ns - 1);
         try_tear(pend, np, t, ns / 2, ns - ns / 2);
     }
 }

@@ -695,6 +695,23 @@ test_pool_thick_volume(void **state)
     pool_teardown();
 }
 
+/* Shrinking into the middle of a cluster, then growing back, reads zeroes past the old end. */
+static void
+test_pool_shrink_then_grow_reads_zeroes(void **state)
+{
+    (void)state;
+    pool_setup(16 << 20);
+    assert_int_equal(OP(ioc_pool_volume_create(P(), "v", 4 * CS, true, err, cb, cb_arg)), 0);
+    write_pattern("p/v", 0, 4 * CS, 8);
+    assert_int_equal(OP(ioc_pool_volume_resize(P(), "v", CS + 4096, err, cb, cb_arg)), 0);
+    assert_int_equal(OP(ioc_pool_volume_resize(P(), "v", 4 * CS, err, cb, cb_arg)), 0);
+    expect_pattern("p/v", 0, CS + 4096, 8);
+    expect_zero("p/v", CS + 4096, 3 * CS - 4096);
+    assert_int_equal(pool_reimport(), 0);
+    expect_zero("p/v", CS + 4096, 3 * CS - 4096);
+    pool_teardown();
+}
+
 static int
 setup(void **state)
 {
@@ -732,6 +749,7 @@ main(void)
         cmocka_unit_test(test_pool_snapshot_quiesces_writes),
         cmocka_unit_test(test_pool_write_racing_trim_never_hits_reused_cluster),
         cmocka_unit_test(test_pool_thick_volume),
+        cmocka_unit_test(test_pool_shrink_then_grow_reads_zeroes),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
