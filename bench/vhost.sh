@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
 # bench/vhost.sh - the shared-memory fast path against its limit and its peers.
 #
-# One file of random data, opened with O_DIRECT by everyone (so all paths hit
-# the same device, and the page cache flatters no one):
-#   direct       vblk-perf --file: io_uring on the file itself (the limit)
+# One file of random data, read through two backings, both identical for
+# every system:
+#   resident  the file through the page cache (no O_DIRECT), held resident by
+#             bench/keep_resident.py (mapped, mlocked, touched) and checked
+#             with fincore before every run: no disk IO, so the numbers show
+#             the cost of each path itself (the shared-memory path vs qsd).
+#   odirect   everyone opens the file with O_DIRECT: all paths hit the same
+#             device (the disk is usually the limit).
+# Systems (per backing):
+#   direct       vblk-perf --file: io_uring on the file itself (the limit;
+#                --buffered on the resident backing)
 #   fio          fio io_uring engine on the file (cross-check of vblk-perf)
 #   iocd-MODE    vblk-perf --socket (libvblk) -> iocd vhost-user-blk export of
-#                a file bdev (direct=true), MODE = eventfd | busy | adaptive
+#                a file bdev (direct=true / false), MODE = eventfd | busy | adaptive
 #   qsd          vblk-perf (adaptive) -> qemu-storage-daemon vhost-user-blk
-#                export (file, aio=io_uring, cache.direct=on)
+#                export (file, aio=io_uring, cache.direct=on / off)
 #   nbd          fio's nbd engine -> iocd NBD export of the same bdev, loopback
 # Workloads: 4k randread QD32 (IOPS) and 4k randread QD1 (latency), REPEATS
-# rounds, medians. CPU seconds are the client's (vblk-perf's getrusage, or
-# fio's usr+sys) and the server's (utime+stime from /proc/PID/stat over the
-# run). Finally: iocd's CPU with one connected, idle libvblk client over 10 s.
+# rounds; each round runs every backing and system in turn (interleaved), and
+# the tables show medians. CPU seconds are the client's (vblk-perf's
+# getrusage, or fio's usr+sys) and the server's (utime+stime from
+# /proc/PID/stat over the run). Finally: iocd's CPU with one connected, idle
+# libvblk client over 10 s. Load averages are printed at start and end: the
+# numbers mean little on a machine busy with other work.
 #
 # Environment: RUNTIME=5 (seconds per run), REPEATS=3, SIZE_MIB=1024,
-# BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build. About
-# (2 workloads x 7 systems x REPEATS x RUNTIME) + 30 s: ~4 minutes by default.
+# BACKINGS="resident odirect", SYSTEMS="direct fio iocd-eventfd iocd-busy
+# iocd-adaptive qsd nbd", BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build.
+# About (2 workloads x 2 backings x 7 systems x REPEATS x RUNTIME) + 30 s:
+# ~8 minutes by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,6 +38,8 @@ BUILD=${IOC_BUILD:-$ROOT/build}
 RUNTIME=${RUNTIME:-5}
 REPEATS=${REPEATS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
+BACKINGS=${BACKINGS:-resident odirect}
+SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive qsd nbd}
 WORK=${BENCH_DIR:-/var/tmp/ioc-vhost-bench}
 PY=/usr/bin/python3
 
@@ -64,28 +79,56 @@ EXTRA=(); "$IOCD" --help 2>&1 | grep -q -- --iscsi-listen && EXTRA=(--iscsi-list
 "$IOCD" --rpc-socket "$WORK/iocd.sock" --nbd-listen none --nbd-socket "$WORK/nbd.sock" \
     "${EXTRA[@]}" --log-level warn 2>"$WORK/iocd.log" &
 IOCD_PID=$!; PIDS+=($IOCD_PID); wait_sock "$WORK/iocd.sock"; sleep 0.2
-rpc bdev_file_create "{\"name\": \"b\", \"path\": \"$FILE\", \"direct\": true}"
-rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd.vhost.sock\", \"bdev\": \"b\"}"
-rpc nbd_export_add '{"name": "b", "bdev": "b"}'
-qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$FILE,aio=io_uring,cache.direct=on" \
-    --export "type=vhost-user-blk,id=v,node-name=f,addr.type=unix,addr.path=$WORK/qsd.sock,writable=on" \
+rpc bdev_file_create "{\"name\": \"odirect\", \"path\": \"$FILE\", \"direct\": true}"
+rpc bdev_file_create "{\"name\": \"resident\", \"path\": \"$FILE\", \"direct\": false, \"block_size\": 4096}"
+for b in odirect resident; do
+    rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd-$b.vhost.sock\", \"bdev\": \"$b\"}"
+    rpc nbd_export_add "{\"name\": \"$b\", \"bdev\": \"$b\"}"
+done
+qemu-storage-daemon \
+    --blockdev "driver=file,node-name=odirect,filename=$FILE,aio=io_uring,cache.direct=on" \
+    --blockdev "driver=file,node-name=resident,filename=$FILE,aio=io_uring,cache.direct=off" \
+    --export "type=vhost-user-blk,id=vd,node-name=odirect,addr.type=unix,addr.path=$WORK/qsd-odirect.sock,writable=on" \
+    --export "type=vhost-user-blk,id=vr,node-name=resident,addr.type=unix,addr.path=$WORK/qsd-resident.sock,writable=on" \
     >"$WORK/qsd.log" 2>&1 &
-QSD_PID=$!; PIDS+=($QSD_PID); wait_sock "$WORK/qsd.sock"
+QSD_PID=$!; PIDS+=($QSD_PID); wait_sock "$WORK/qsd-odirect.sock"; wait_sock "$WORK/qsd-resident.sock"
 
-# run SYSTEM QD ROUND: one measurement -> $WORK/SYSTEM-qdQD-ROUND.json
+# ---- keep the file in the page cache for the resident backing
+$PY bench/keep_resident.py "$FILE" "$WORK/keep.pid" 2>"$WORK/keep.log" &
+KEEP_PID=$!; PIDS+=($KEEP_PID)
+for _ in $(seq 600); do [ -s "$WORK/keep.pid" ] && break; sleep 0.1; done
+cat "$WORK/keep.log" >&2
+# fincore: bytes of FILE in the page cache; a resident run needs all of it
+resident_check() {
+    local cached; cached=$(fincore --bytes --noheadings --output RES "$FILE" | tr -d ' ')
+    if [ "$cached" -lt $((SIZE_MIB << 20)) ]; then
+        echo "bench: only $cached of $((SIZE_MIB << 20)) bytes resident; reading it in" >&2
+        cat "$FILE" >/dev/null
+        cached=$(fincore --bytes --noheadings --output RES "$FILE" | tr -d ' ')
+    fi
+    echo "$cached" >>"$WORK/fincore.log"
+    [ "$cached" -ge $((SIZE_MIB << 20)) ] || { echo "bench: $FILE not resident ($cached)" >&2; exit 1; }
+}
+: >"$WORK/fincore.log"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# run BACKING SYSTEM QD ROUND: one measurement -> $WORK/BACKING-SYSTEM-qdQD-ROUND.json
 run_one() {
-    local sys=$1 qd=$2 round=$3 out="$WORK/$1-qd$2-$3.json" spid="" t0 t1
+    local bk=$1 sys=$2 qd=$3 round=$4 out="$WORK/$1-$2-qd$3-$4.json" spid="" t0 t1
+    local buf=() fdirect=1
+    if [ "$bk" = resident ]; then buf=(--buffered); fdirect=0; resident_check; fi
     case $sys in iocd-*|nbd) spid=$IOCD_PID ;; qsd) spid=$QSD_PID ;; esac
     [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
     case $sys in
-        direct) "$PERF" --file "$FILE" --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
-        iocd-*) "$PERF" --socket "$WORK/iocd.vhost.sock" --mode "${sys#iocd-}" --rw randread --bs 4k \
+        direct) "$PERF" --file "$FILE" "${buf[@]}" --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" \
+                    --json >"$out.client" ;;
+        iocd-*) "$PERF" --socket "$WORK/iocd-$bk.vhost.sock" --mode "${sys#iocd-}" --rw randread --bs 4k \
                     --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
-        qsd)    "$PERF" --socket "$WORK/qsd.sock" --mode adaptive --rw randread --bs 4k --qd "$qd" \
+        qsd)    "$PERF" --socket "$WORK/qsd-$bk.sock" --mode adaptive --rw randread --bs 4k --qd "$qd" \
                     --runtime "$RUNTIME" --json >"$out.client" ;;
-        fio)    fio --name=b --filename="$FILE" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+        fio)    fio --name=b --filename="$FILE" --ioengine=io_uring --direct=$fdirect --rw=randread --bs=4k \
                     --iodepth="$qd" --runtime="$RUNTIME" --time_based --output-format=json >"$out.fio" ;;
-        nbd)    fio --name=b --ioengine=nbd --uri="nbd+unix:///b?socket=$WORK/nbd.sock" --rw=randread \
+        nbd)    fio --name=b --ioengine=nbd --uri="nbd+unix:///$bk?socket=$WORK/nbd.sock" --rw=randread \
                     --bs=4k --iodepth="$qd" --size=$((SIZE_MIB))M --runtime="$RUNTIME" --time_based \
                     --output-format=json >"$out.fio" ;;
     esac
@@ -109,37 +152,50 @@ json.dump(r, open(out, "w"))
 PYEOF
 }
 
-SYSTEMS="direct fio iocd-eventfd iocd-busy iocd-adaptive qsd nbd"
 for qd in 32 1; do
     for round in $(seq "$REPEATS"); do
-        for sys in $SYSTEMS; do
-            echo "bench: $sys 4k randread qd$qd round $round" >&2
-            run_one "$sys" "$qd" "$round"
+        for bk in $BACKINGS; do
+            for sys in $SYSTEMS; do
+                echo "bench: $bk $sys 4k randread qd$qd round $round" >&2
+                run_one "$bk" "$sys" "$qd" "$round"
+            done
         done
     done
 done
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- idle: one connected libvblk client doing nothing
-"$PERF" --socket "$WORK/iocd.vhost.sock" --rw randread --qd 4 --runtime 0.5 --idle 14 >/dev/null &
+"$PERF" --socket "$WORK/iocd-odirect.vhost.sock" --rw randread --qd 4 --runtime 0.5 --idle 14 >/dev/null &
 IDLE_PID=$!; PIDS+=($IDLE_PID); sleep 1.5
 t0=$(cpu_ticks "$IOCD_PID"); sleep 10; t1=$(cpu_ticks "$IOCD_PID")
 IDLE=$($PY -c "print(f'{($t1 - $t0) / $(getconf CLK_TCK) / 10 * 100:.2f}')")
 
-$PY - "$WORK" "$SYSTEMS" "$REPEATS" "$IDLE" "$RUNTIME" <<'PYEOF'
+$PY - "$WORK" "$SYSTEMS" "$REPEATS" "$IDLE" "$RUNTIME" "$BACKINGS" "$LOAD0" "$LOAD1" <<'PYEOF'
 import json, statistics, sys
 work, systems, reps, idle, runtime = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-def med(sys_, qd, key):
-    return statistics.median(json.load(open(f"{work}/{sys_}-qd{qd}-{r}.json"))[key]
-                             for r in range(1, reps + 1))
-print(f"\n4k randread, O_DIRECT backing, {runtime} s runs, medians of {reps}\n")
-print("| system | QD32 IOPS | vs direct | QD32 client CPU s | QD32 server CPU s | QD1 IOPS | QD1 p50 us | QD1 p99 us |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-d = med("direct", 32, "iops")
-for s in systems:
-    print(f"| {s} | {med(s, 32, 'iops'):.0f} | {med(s, 32, 'iops') / d:.2f} | {med(s, 32, 'ccpu'):.2f} | "
-          f"{med(s, 32, 'scpu'):.2f} | {med(s, 1, 'iops'):.0f} | {med(s, 1, 'p50'):.1f} | {med(s, 1, 'p99'):.1f} |")
-a, q = med("iocd-adaptive", 32, "iops"), med("qsd", 32, "iops")
-print(f"\nadaptive / direct io_uring (QD32): {a / d:.2f}   (goal >= 0.90)")
-print(f"adaptive / qemu-storage-daemon (QD32): {a / q:.2f}   (goal >= 1.20)")
-print(f"iocd with one idle connected client: {idle}% of a core over 10 s   (goal < 1%)")
+backings, load0, load1 = sys.argv[6].split(), sys.argv[7], sys.argv[8]
+fin = [int(x) for x in open(f"{work}/fincore.log").read().split()]
+print(f"\nload average (1/5/15 min): {load0} at start, {load1} at end")
+if fin:
+    print(f"fincore before each resident run: min {min(fin) >> 20} MiB resident ({len(fin)} checks)")
+title = {"resident": "buffered file held in the page cache", "odirect": "O_DIRECT file"}
+for bk in backings:
+    def med(sys_, qd, key):
+        return statistics.median(json.load(open(f"{work}/{bk}-{sys_}-qd{qd}-{r}.json"))[key]
+                                 for r in range(1, reps + 1))
+    print(f"\n4k randread, {bk} backing ({title[bk]}), {runtime} s runs, medians of {reps}\n")
+    print("| system | QD32 IOPS | vs direct | QD32 client CPU s | QD32 server CPU s | QD1 IOPS | QD1 p50 us | QD1 p99 us |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    d = med("direct", 32, "iops") if "direct" in systems else None
+    for s in systems:
+        rel = f"{med(s, 32, 'iops') / d:.2f}" if d else "-"
+        print(f"| {s} | {med(s, 32, 'iops'):.0f} | {rel} | {med(s, 32, 'ccpu'):.2f} | "
+              f"{med(s, 32, 'scpu'):.2f} | {med(s, 1, 'iops'):.0f} | {med(s, 1, 'p50'):.1f} | {med(s, 1, 'p99'):.1f} |")
+    if "iocd-adaptive" in systems:
+        a = med("iocd-adaptive", 32, "iops")
+        if d:
+            print(f"\n{bk}: adaptive / direct io_uring (QD32): {a / d:.2f}   (goal >= 0.90)")
+        if "qsd" in systems:
+            print(f"{bk}: adaptive / qemu-storage-daemon (QD32): {a / med('qsd', 32, 'iops'):.2f}   (goal >= 1.20)")
+print(f"\niocd with one idle connected client: {idle}% of a core over 10 s   (goal < 1%)")
 PYEOF

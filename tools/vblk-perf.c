@@ -2,7 +2,8 @@
  * tools/vblk-perf.c - a small fio-like load generator for libvblk and io_uring.
  *
  * What: drives one queue of either libvblk (--socket, a vhost-user-blk
- * backend) or io_uring on a file/block device with O_DIRECT (--file), with
+ * backend) or io_uring on a file/block device with O_DIRECT (--file; add
+ * --buffered to go through the page cache instead), with
  * the same loop, so the shared-memory path and its limit are measured by the
  * same code. Prints IOPS, MiB/s, p50/p99 latency and CPU seconds (this
  * process), as text or --json.
@@ -61,6 +62,7 @@ struct opts {
     double runtime;
     enum vblk_mode mode;
     bool verify, json;
+    bool buffered;        /* --buffered: --file without O_DIRECT (page cache) */
     double idle;          /* --idle: stay connected and idle this long before exiting */
     uint64_t size;
     unsigned seed;
@@ -233,7 +235,7 @@ engine_uring(struct engine *e, const struct opts *o)
     struct stat st;
     int rc;
 
-    e->fd = open(o->file, O_RDWR | O_DIRECT);
+    e->fd = open(o->file, O_RDWR | (o->buffered ? 0 : O_DIRECT));
     if (e->fd < 0 || fstat(e->fd, &st) != 0) {
         fprintf(stderr, "vblk-perf: %s: %s\n", o->file, strerror(errno));
         return -errno;
@@ -485,6 +487,7 @@ usage(FILE *f)
                "                 [--bs 4k] [--qd N] [--runtime SECONDS] [--size BYTES]\n"
                "                 [--mode eventfd|busy|adaptive] [--rwmixread PCT] [--verify]"
                " [--json] [--idle SECONDS] [--queue I]\n"
+               "                 [--buffered (with --file: no O_DIRECT)]\n"
                "       vblk-perf --socket PATH --dump FILE\n");
 }
 
@@ -511,7 +514,7 @@ parse_args(int argc, char **argv, struct opts *o)
         {"mode", 1, 0, 'm'},   {"verify", 0, 0, 'V'},  {"json", 0, 0, 'j'},
         {"size", 1, 0, 'S'},   {"dump", 1, 0, 'd'},    {"rwmixread", 1, 0, 'x'},
         {"seed", 1, 0, 'r'},   {"help", 0, 0, 'h'},    {"idle", 1, 0, 'i'},
-        {"queue", 1, 0, 'Q'},
+        {"queue", 1, 0, 'Q'},    {"buffered", 0, 0, 'B'},
         {0, 0, 0, 0},
     };
     uint64_t v;
@@ -538,6 +541,7 @@ parse_args(int argc, char **argv, struct opts *o)
         case 'm': rc = vblk_mode_parse(optarg, &o->mode); break;
         case 'V': o->verify = true; break;
         case 'j': o->json = true; break;
+        case 'B': o->buffered = true; break;
         case 'h': usage(stdout); exit(0);
         default: rc = -EINVAL; break;
         }
