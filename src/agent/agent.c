@@ -505,15 +505,34 @@ nexus_report(json_t *entry)
     return out;
 }
 
-/* A nexus of another generation here (this node lost and regained it): take it down. */
+/*
+ * A nexus of another generation here, or one not assigned here (this node
+ * lost and regained it): take it down. Every export of its bdev goes first
+ * (not only the one named after the volume: an export added by hand would
+ * keep the bdev open and nexus_destroy failing on every pass).
+ */
 static int
 agent_nexus_retire(struct agent *a, const char *vol, struct ioc_err *err)
 {
-    if (export_exists(a, vol)) {
-        agent_call(a, "nbd_export_remove", json_pack("{s:s}", "name", vol), NULL, NULL);
+    json_t *list = NULL, *x;
+    size_t i;
+    int rc;
+
+    agent_call(a, "nbd_export_list", NULL, &list, NULL);
+    json_array_foreach(list, i, x) {
+        if (strcmp(json_string_value(json_object_get(x, "bdev")) ?: "", vol) == 0) {
+            agent_call(a, "nbd_export_remove", json_pack("{s:O}", "name",
+                                                         json_object_get(x, "name")),
+                       NULL, NULL);
+        }
     }
-    IOC_NOTICE("agent", "volume %s: nexus of an older generation destroyed", vol);
-    return agent_call(a, "nexus_destroy", json_pack("{s:s}", "name", vol), NULL, err);
+    json_decref(list);
+    rc = agent_call(a, "nexus_destroy", json_pack("{s:s}", "name", vol), NULL, err);
+    if (rc == 0) {
+        IOC_NOTICE("agent", "volume %s: nexus of an older generation or not assigned here "
+                   "destroyed", vol);
+    }
+    return rc;
 }
 
 /* The nexus over the replicas' URIs, exported under the volume's name. */

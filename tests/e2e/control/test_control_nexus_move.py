@@ -137,11 +137,12 @@ def test_nexus_node_killed_moves_and_old_nexus_writes_nothing(etcd, make_iocd, t
         assert "older" in e.message or "fenced" in e.message, e.message
     else:
         try:
-            back.rpc("nbd_export_add", name="db-old", bdev="db")
+            back.rpc("nbd_export_add", name="db-old", bdev="db")  # the old client URI's twin
             p = run([verifier(), "write", back.uri("db-old"), "--state", tmp_path / "zombie.state",
                      "--blocks", 256, "--count", 200, "--qd", 4], check=False)
             c = counts(p.stdout)
-            assert c.get("acked", 0) == 0, p.stdout + p.stderr
+            assert c.get("acked", 0) == 0 and c.get("errors", 0) == c.get("issued", 0), \
+                p.stdout + p.stderr
         except RpcError:
             pass  # the agent already took it down (not assigned here)
     wait_for(lambda: not [x for x in back.rpc("nexus_list") if x["name"] == "db"],
