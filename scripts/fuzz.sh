@@ -23,7 +23,7 @@ if ! ninja -C build-fuzz >"$OUT/fuzz-build.log" 2>&1; then
 fi
 rc=0
 for bin in build-fuzz/tests/fuzz/fuzz_*; do
-    [ -x "$bin" ] || continue
+    [ -f "$bin" ] && [ -x "$bin" ] || continue  # skip meson's *.p object folders
     name=$(basename "$bin")
     corpus=build-fuzz/corpus/$name
     mkdir -p "$corpus"
