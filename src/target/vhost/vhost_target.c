@@ -29,6 +29,15 @@
  * doubles (up to 1 ms); when the next kick comes late it halves (down to
  * 10 us). An idle client therefore costs nothing but one posted read per
  * queue, and a busy one runs without a single syscall per request.
+ * Parking: when the poller has found nothing for VHOST_PARK_NS while bdev IO
+ * of this client is in flight, it goes to sleep early (same flag, fence,
+ * recheck) and the next completion wakes it, besides kicks. A client mostly
+ * answers completions with new requests, so spinning on its avail ring while
+ * the device works only burns the core (a registered poller keeps the
+ * reactor from ever sleeping; 3.7 s of CPU per 5 s was measured on a slow
+ * disk before this).
+ * A request that comes while parked kicks, as when sleeping. Parking does
+ * not change the idle window.
  * Completions write the call eventfd once per reactor iteration per queue (a
  * deferred call), and only if the client did not set NO_INTERRUPT.
  *
@@ -64,6 +73,7 @@
 #define VHOST_WINDOW_MIN_NS   10000ull
 #define VHOST_WINDOW_INIT_NS  50000ull
 #define VHOST_WINDOW_MAX_NS   1000000ull
+#define VHOST_PARK_NS         5000ull
 #define VHOST_STOP_TIMEOUT_MS 10000
 
 struct vhost_export {
@@ -92,6 +102,7 @@ struct vhost_conn {
     bool poll_posted;
     bool closing;
     bool sleeping;
+    bool parked;               /* sleeping while bdev IO is in flight: a completion wakes us */
     struct ioc_poller *poller;
     uint64_t last_work_ns;
     uint64_t sleep_ns;         /* when we went to sleep */
@@ -134,9 +145,14 @@ conn_has_work(struct vhost_conn *c)
     return false;
 }
 
-/* Idle long enough: ask for kicks, recheck, and sleep if still nothing. */
+/*
+ * Idle long enough: ask for kicks, recheck, and sleep if still nothing.
+ * park: we sleep early because bdev IO is in flight; its completion wakes us
+ * (the client usually answers a completion with a new request), so the
+ * reactor can sleep in io_uring while the device works instead of spinning.
+ */
 static void
-conn_try_sleep(struct vhost_conn *c)
+conn_try_sleep(struct vhost_conn *c, bool park)
 {
     conn_set_no_notify(c, false);
     if (conn_has_work(c) && !c->dev.broken) {
@@ -145,6 +161,7 @@ conn_try_sleep(struct vhost_conn *c)
     }
     ioc_poller_unregister(&c->poller);
     c->sleeping = true;
+    c->parked = park;
     c->sleep_ns = ioc_now_ns();
 }
 
@@ -168,7 +185,9 @@ conn_poll(void *arg)
         return IOC_POLL_BUSY;
     }
     if (now - c->last_work_ns > c->window_ns || c->dev.broken) {
-        conn_try_sleep(c);
+        conn_try_sleep(c, false);
+    } else if (c->dev.inflight > 0 && now - c->last_work_ns > VHOST_PARK_NS) {
+        conn_try_sleep(c, true);
     }
     return IOC_POLL_IDLE;
 }
@@ -186,7 +205,9 @@ conn_wake(struct vhost_conn *c)
         return; /* stay asleep; the next kick retries */
     }
     c->sleeping = false;
-    if (now - c->sleep_ns < 4 * c->window_ns) {
+    if (c->parked) {
+        c->parked = false; /* an early sleep says nothing about the window */
+    } else if (now - c->sleep_ns < 4 * c->window_ns) {
         c->window_ns = IOC_MIN(c->window_ns * 2, VHOST_WINDOW_MAX_NS);
     } else {
         c->window_ns = IOC_MAX(c->window_ns / 2, VHOST_WINDOW_MIN_NS);
@@ -298,6 +319,9 @@ dev_completed(struct vhost_dev *dev, struct vhost_queue *vq)
         return;
     }
     ioc_reactor_defer(c->reactor, &vq->signal_defer, signal_fn);
+    if (c->parked) {
+        conn_wake(c);
+    }
 }
 
 static const struct vhost_dev_ops g_dev_ops = {
