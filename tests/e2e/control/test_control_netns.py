@@ -28,7 +28,8 @@ def netns(tmp_path):
     """netns(name) -> (namespace, root address, node address); all deleted at the end."""
     if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"],
                                            capture_output=True).returncode != 0:
-        pytest.skip("needs root and ip netns")
+        pytest.fail("needs root and ip netns (Debian package iproute2); run the suite as root",
+                    pytrace=False)
     made = []
     tag = f"{os.getpid() % 100000}"
     base = (os.getpid() % 60) * 4
