@@ -21,6 +21,7 @@ TEST_PKGS=(
     libiscsi-bin qemu-block-extra               # iSCSI: iscsi-test-cu, iscsi-ls..., qemu iscsi://
     etcd-server etcd-client curl                # control plane e2e: a local etcd
     util-linux procps                           # fincore, ps
+    iproute2                                    # ip netns + veth: network-cut and namespace tests
     nbdkit qemu-system-common                   # NBD servers the nbd_client bdev is tested against
 )
 RUN_PKGS=(
