@@ -207,6 +207,16 @@ check_summary(const struct ioc_pool_meta *m)
     printf("pool %s: seq %llu, %u clusters of %u bytes, %u used, %u volumes (%u snapshots)\n",
            m->sb.name, (unsigned long long)m->sb.seq, m->sb.n_clusters, m->sb.cluster_size, used,
            vols - snaps, snaps);
+    uint32_t cut_short = 0;
+    for (uint32_t p = 0; p < m->n_pages; p++) {
+        cut_short += m->page_uncommitted[p];
+    }
+    if (cut_short > 0) {
+        /* Not a problem: the writes of a commit that never reached its superblock. */
+        printf("%u metadata page%s hold%s a write of a commit cut short (ignored; the next "
+               "commit overwrites %s)\n", cut_short, cut_short == 1 ? "" : "s",
+               cut_short == 1 ? "s" : "", cut_short == 1 ? "it" : "them");
+    }
 }
 
 int

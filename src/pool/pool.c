@@ -619,6 +619,13 @@ pool_build(struct ioc_bdev **base, struct ioc_pool_meta **meta, const char *name
         pool->cstate[c] = m->ct[c].owner != 0 ? POOL_CL_USED : POOL_CL_FREE;
         pool->nfree += m->ct[c].owner == 0;
     }
+    /* The next commit reuses the seq of a commit cut short: rewrite those slots in it. */
+    for (uint32_t p = 0; p < m->n_pages; p++) {
+        if (m->page_uncommitted[p]) {
+            pool->dirty[p] = 1;
+            pool->ndirty++;
+        }
+    }
     rc = pool_vols_build(pool, err);
     if (rc < 0) {
         pool_free(pool);

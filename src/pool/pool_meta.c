@@ -225,7 +225,9 @@ pool_meta_alloc(const struct ioc_pool_sb *sb)
     m->ct = calloc((size_t)sb->ct_pages * IOC_POOL_CT_PER_PAGE, sizeof(*m->ct));
     m->page_slot = calloc(m->n_pages, 1);
     m->page_seq = calloc(m->n_pages, sizeof(*m->page_seq));
-    if (m->vt == NULL || m->ct == NULL || m->page_slot == NULL || m->page_seq == NULL) {
+    m->page_uncommitted = calloc(m->n_pages, 1);
+    if (m->vt == NULL || m->ct == NULL || m->page_slot == NULL || m->page_seq == NULL ||
+        m->page_uncommitted == NULL) {
         ioc_pool_meta_free(m);
         return NULL;
     }
@@ -242,6 +244,7 @@ ioc_pool_meta_free(struct ioc_pool_meta *m)
     free(m->ct);
     free(m->page_slot);
     free(m->page_seq);
+    free(m->page_uncommitted);
     free(m);
 }
 
@@ -443,6 +446,20 @@ page_slot_invalid(const struct pool_decode *d, const uint8_t *slot, uint32_t p, 
     return NULL;
 }
 
+/*
+ * Whether a slot carries a write of a commit that never reached its superblock.
+ * The header alone decides (a torn write may fail its CRC): this page's magic,
+ * number and pool, and a seq above the superblock's.
+ */
+static bool
+slot_uncommitted(const struct pool_decode *d, const uint8_t *slot, uint32_t p)
+{
+    const struct ioc_pool_page_hdr *h = (const void *)slot;
+
+    return h->magic == IOC_POOL_PAGE_MAGIC && h->page_no == p &&
+           memcmp(h->uuid, d->sb->uuid, sizeof(h->uuid)) == 0 && h->seq > d->sb->seq;
+}
+
 /* Choose the slot of page p; copies its payload into the image. */
 static void
 decode_page(struct pool_decode *d, struct ioc_pool_meta *m, const uint8_t *buf, uint32_t p)
@@ -483,6 +500,8 @@ decode_page(struct pool_decode *d, struct ioc_pool_meta *m, const uint8_t *buf, 
     }
     m->page_slot[p] = (uint8_t)best;
     m->page_seq[p] = best_seq;
+    m->page_uncommitted[p] = slot_uncommitted(d, buf + ioc_pool_page_offset(p, 1u - (unsigned)best),
+                                              p);
     if (type == IOC_POOL_PAGE_VT) {
         dst = (uint8_t *)&m->vt[(size_t)p * IOC_POOL_VT_PER_PAGE];
         n = IOC_POOL_VT_PER_PAGE * sizeof(struct ioc_pool_vol_disk);

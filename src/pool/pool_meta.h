@@ -126,6 +126,10 @@ struct ioc_pool_meta {
     struct ioc_pool_ct_entry *ct; /* sb.n_clusters entries */
     uint8_t *page_slot;           /* per page: the slot holding the current version */
     uint64_t *page_seq;           /* per page: its seq */
+    /* Per page: 1 if the other slot holds a write of a commit cut short (a seq
+     * above the superblock's). The next commit reuses that seq, so it must
+     * overwrite such a slot before its superblock would make it count. */
+    uint8_t *page_uncommitted;
     uint32_t n_pages;
 };
 
