@@ -21,6 +21,7 @@
 #include "bdev/file/bdev_file.h"
 #include "bdev/malloc/bdev_malloc.h"
 #include "core/reactor.h"
+#include "tests/unit/util/ut_bdev.h"
 
 static struct ioc_reactor *g_r;
 static char g_dir[] = "/tmp/ioc-bdev-test-XXXXXX";
@@ -98,20 +99,14 @@ static int
 setup(void **state)
 {
     (void)state;
-    assert_non_null(mkdtemp(g_dir));
-    return ioc_reactor_create_local(NULL, &g_r);
+    return ut_setup_dir_reactor(g_dir, &g_r);
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    ioc_reactor_destroy_local(&g_r);
-    ioc_bdev_io_cache_drain();
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    return system(cmd);
+    return ut_teardown_dir_reactor(g_dir, &g_r);
 }
 
 /* ---- registry ---- */

@@ -23,6 +23,7 @@
 #include "bdev/error/bdev_error.h"
 #include "bdev/malloc/bdev_malloc.h"
 #include "core/reactor.h"
+#include "tests/unit/util/ut_bdev.h"
 #include "nexus/nexus.h"
 
 #define DEV_SIZE (4u << 20)
@@ -56,32 +57,7 @@ static int
 do_io(const char *name, enum ioc_io_type type, uint64_t off, uint64_t len, void *buf,
       uint32_t flags)
 {
-    struct ioc_bdev *bdev = ioc_bdev_get_by_name(name);
-    struct ioc_bdev_io *io;
-    struct io_res res = {0};
-    int rc;
-
-    assert_non_null(bdev);
-    io = ioc_bdev_io_alloc(bdev);
-    io->iov_single.iov_base = buf;
-    io->iov_single.iov_len = len;
-    ioc_bdev_io_prep_rw(io, type, off, len, buf != NULL ? &io->iov_single : NULL,
-                        buf != NULL ? 1 : 0, flags, io_done, &res);
-    rc = ioc_bdev_io_submit(io);
-    if (rc < 0) {
-        ioc_bdev_io_free(io);
-        ioc_bdev_put(&bdev);
-        return rc;
-    }
-    assert_false(res.done); /* never inline */
-    assert_int_equal(ioc_reactor_poll_until(g_r, &res.done, 10000), 0);
-    /* A few more iterations: a second completion would show up here. */
-    for (int i = 0; i < 4; i++) {
-        ioc_reactor_poll_once(g_r);
-    }
-    assert_int_equal(res.calls, 1);
-    ioc_bdev_put(&bdev);
-    return res.status;
+    return ut_bdev_rw(g_r, name, type, off, len, buf, flags);
 }
 
 static void
@@ -696,23 +672,20 @@ test_nexus_rebuild_rate_limit(void **state)
 static int
 setup(void **state)
 {
+    int rc;
+
     (void)state;
-    assert_non_null(mkdtemp(g_dir));
+    rc = ut_setup_dir_reactor(g_dir, &g_r);
     snprintf(g_state, sizeof(g_state), "%s/nx.json", g_dir);
     srand(1);
-    return ioc_reactor_create_local(NULL, &g_r);
+    return rc;
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    ioc_reactor_destroy_local(&g_r);
-    ioc_bdev_io_cache_drain();
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    return system(cmd);
+    return ut_teardown_dir_reactor(g_dir, &g_r);
 }
 
 int

@@ -42,6 +42,7 @@
 #include "core/reactor.h"
 #include "pool/pool.h"
 #include "pool/pool_meta.h"
+#include "tests/unit/util/ut_bdev.h"
 
 #define CS (64u * 1024)
 #define POOL_SIZE (2560u * 1024)
@@ -57,86 +58,24 @@ static struct ioc_reactor *g_r;
 
 /* ---- async helpers ---- */
 
-struct op_result {
-    bool done;
-    int calls;
-    int rc;
-};
-
-static void
-op_done(void *arg, int rc)
-{
-    struct op_result *res = arg;
-
-    res->calls++;
-    res->rc = rc;
-    res->done = true;
-}
-
-static int
-op_wait(int rc, struct op_result *res)
-{
-    if (rc < 0) {
-        return rc;
-    }
-    assert_false(res->done);
-    assert_int_equal(ioc_reactor_poll_until(g_r, &res->done, 10000), 0);
-    assert_int_equal(res->calls, 1);
-    return res->rc;
-}
-
 #define OP(call)                                  \
     ({                                            \
-        struct op_result res_ = {0};              \
+        struct ut_op res_ = {0};              \
         struct ioc_err err_ = {0};                \
         struct ioc_err *err = &err_;              \
         void *cb_arg = &res_;                     \
-        ioc_pool_cb cb = op_done;                 \
+        ioc_pool_cb cb = ut_op_done;                 \
         (void)err;                                \
         (void)cb;                                 \
         (void)cb_arg;                             \
-        op_wait((call), &res_);                   \
+        ut_op_wait(g_r, (call), &res_);                   \
     })
-
-struct io_result {
-    bool done;
-    int status;
-};
-
-static void
-io_done(struct ioc_bdev_io *io, void *arg)
-{
-    struct io_result *res = arg;
-
-    res->status = io->status;
-    res->done = true;
-}
 
 static int
 vio(const char *bdev_name, enum ioc_io_type type, uint64_t off, uint64_t len, void *buf,
     uint32_t flags)
 {
-    struct ioc_bdev *bdev = ioc_bdev_get_by_name(bdev_name);
-    struct io_result res = {0};
-    struct ioc_bdev_io *io;
-    int rc;
-
-    if (bdev == NULL) {
-        return -ENOENT;
-    }
-    io = ioc_bdev_io_alloc(bdev);
-    io->iov_single.iov_base = buf;
-    io->iov_single.iov_len = len;
-    ioc_bdev_io_prep_rw(io, type, off, len, buf != NULL ? &io->iov_single : NULL,
-                        buf != NULL ? 1 : 0, flags, io_done, &res);
-    rc = ioc_bdev_io_submit(io);
-    if (rc == 0) {
-        assert_int_equal(ioc_reactor_poll_until(g_r, &res.done, 10000), 0);
-        rc = res.status;
-    }
-    ioc_bdev_io_free(io);
-    ioc_bdev_put(&bdev);
-    return rc;
+    return ut_bdev_rw(g_r, bdev_name, type, off, len, buf, flags);
 }
 
 static void

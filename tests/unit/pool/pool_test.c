@@ -22,6 +22,7 @@
 #include "core/reactor.h"
 #include "pool/pool.h"
 #include "pool/pool_meta.h"
+#include "tests/unit/util/ut_bdev.h"
 
 #define CS (64u * 1024)
 
@@ -31,44 +32,14 @@ static char g_path[256];
 
 /* ---- helpers ---- */
 
-struct op_result {
-    bool done;
-    int calls;
-    int rc;
-};
-
-static void
-op_done(void *arg, int rc)
-{
-    struct op_result *res = arg;
-
-    res->calls++;
-    res->rc = rc;
-    res->done = true;
-}
-
-/* Wait for an async pool operation that returned rc; returns its final status. */
-static int
-op_wait(int rc, struct op_result *res)
-{
-    if (rc < 0) {
-        return rc;
-    }
-    assert_false(res->done); /* never inline */
-    assert_int_equal(ioc_reactor_poll_until(g_r, &res->done, 10000), 0);
-    ioc_reactor_poll_once(g_r);
-    assert_int_equal(res->calls, 1);
-    return res->rc;
-}
-
 #define OP(call)                                                      \
     ({                                                                \
-        struct op_result res_ = {0};                                  \
+        struct ut_op res_ = {0};                                  \
         struct ioc_err err_ = {0};                                    \
         struct ioc_err *err = &err_;                                  \
         void *cb_arg = &res_;                                         \
-        ioc_pool_cb cb = op_done;                                     \
-        int rc_ = op_wait((call), &res_);                             \
+        ioc_pool_cb cb = ut_op_done;                                     \
+        int rc_ = ut_op_wait(g_r, (call), &res_);                             \
         if (rc_ < 0) {                                                \
             snprintf(g_last_err, sizeof(g_last_err), "%s", err_.msg); \
         }                                                             \
@@ -95,25 +66,7 @@ static int
 vio(const char *bdev_name, enum ioc_io_type type, uint64_t off, uint64_t len, void *buf,
     uint32_t flags)
 {
-    struct ioc_bdev *bdev = ioc_bdev_get_by_name(bdev_name);
-    struct io_result res = {0};
-    struct ioc_bdev_io *io;
-    int rc;
-
-    assert_non_null(bdev);
-    io = ioc_bdev_io_alloc(bdev);
-    io->iov_single.iov_base = buf;
-    io->iov_single.iov_len = len;
-    ioc_bdev_io_prep_rw(io, type, off, len, buf != NULL ? &io->iov_single : NULL,
-                        buf != NULL ? 1 : 0, flags, io_done, &res);
-    rc = ioc_bdev_io_submit(io);
-    if (rc == 0) {
-        assert_int_equal(ioc_reactor_poll_until(g_r, &res.done, 10000), 0);
-        rc = res.status;
-    }
-    ioc_bdev_io_free(io);
-    ioc_bdev_put(&bdev);
-    return rc;
+    return ut_bdev_rw(g_r, bdev_name, type, off, len, buf, flags);
 }
 
 static void
@@ -646,7 +599,7 @@ static void
 test_pool_snapshot_quiesces_writes(void **state)
 {
     struct io_result r1 = {0}, r2 = {0};
-    struct op_result rs = {0};
+    struct ut_op rs = {0};
     struct ioc_err e = {0};
     struct ioc_bdev_io *w1, *w2;
     uint8_t *b1 = malloc(4096), *b2 = malloc(4096);
@@ -658,9 +611,9 @@ test_pool_snapshot_quiesces_writes(void **state)
     fill(b1, 4096, 2);
     fill(b2, 4096, 3);
     w1 = vio_start("p/v", IOC_IO_WRITE, 0, 4096, b1, &r1);
-    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s", &e, op_done, &rs), 0);
+    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s", &e, ut_op_done, &rs), 0);
     w2 = vio_start("p/v", IOC_IO_WRITE, 4096, 4096, b2, &r2);
-    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s2", &e, op_done, &rs),
+    assert_int_equal(ioc_pool_volume_snapshot(P(), "v", "s2", &e, ut_op_done, &rs),
                      -EBUSY);
     assert_int_equal(ioc_reactor_poll_until(g_r, &r1.done, 5000), 0);
     assert_int_equal(ioc_reactor_poll_until(g_r, &rs.done, 5000), 0);
@@ -791,22 +744,19 @@ test_pool_shrink_then_grow_reads_zeroes(void **state)
 static int
 setup(void **state)
 {
+    int rc;
+
     (void)state;
-    assert_non_null(mkdtemp(g_dir));
+    rc = ut_setup_dir_reactor(g_dir, &g_r);
     snprintf(g_path, sizeof(g_path), "%s/pool.img", g_dir);
-    return ioc_reactor_create_local(NULL, &g_r);
+    return rc;
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    ioc_reactor_destroy_local(&g_r);
-    ioc_bdev_io_cache_drain();
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    return system(cmd);
+    return ut_teardown_dir_reactor(g_dir, &g_r);
 }
 
 int
