@@ -90,6 +90,29 @@ iocctl_iscsi_target_create(const struct iocctl_opts *opts, const char *const *va
     return rc;
 }
 
+/* One session and, under it, its connections (matched by TSIH). */
+static void
+print_iscsi_session(json_t *sess, json_t *conns)
+{
+    json_int_t tsih = json_integer_value(json_object_get(sess, "tsih"));
+    size_t i;
+    json_t *c;
+
+    printf("  session %-5lld %-40s connections %zu\n", (long long)tsih,
+           json_string_value(json_object_get(sess, "initiator")),
+           json_array_size(json_object_get(sess, "cids")));
+    json_array_foreach(conns, i, c) {
+        if (json_integer_value(json_object_get(c, "tsih")) != tsih) {
+            continue;
+        }
+        printf("    cid %-5lld %-22s reactor %-3lld %s\n",
+               (long long)json_integer_value(json_object_get(c, "cid")),
+               json_string_value(json_object_get(c, "peer")),
+               (long long)json_integer_value(json_object_get(c, "reactor")),
+               json_string_value(json_object_get(c, "state")));
+    }
+}
+
 void
 iocctl_print_iscsi_targets(json_t *result)
 {
@@ -113,11 +136,8 @@ iocctl_print_iscsi_targets(json_t *result)
                 printf("%-40s %-4lld %s\n", "", lun, bdev);
             }
         }
-        json_array_foreach(json_object_get(t, "connections"), j, x) {
-            printf("  session %-5lld %-22s %s\n",
-                   (long long)json_integer_value(json_object_get(x, "tsih")),
-                   json_string_value(json_object_get(x, "peer")),
-                   json_string_value(json_object_get(x, "initiator")));
+        json_array_foreach(json_object_get(t, "session_list"), j, x) {
+            print_iscsi_session(x, json_object_get(t, "connections"));
         }
     }
 }

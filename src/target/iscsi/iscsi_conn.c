@@ -27,10 +27,14 @@
  * States:
  *
  *   LOGIN --final login response--> FULL --logout--> LOGOUT --sent--> CLOSING
- *     |                               |                                 ^
+ *     |  \                            |                                 ^
+ *     |   +--TSIH of a session on another reactor--> MIGRATE (transport) |
  *     +-------------------------------+--- protocol error / peer gone --+
  *
  *   LOGIN    only Login Requests (iscsi_login.c).
+ *   MIGRATE  the first login PDU names a session on another reactor: it stays
+ *            unhandled in the buffer; the transport moves the socket and the
+ *            bytes to a new engine there (iscsi_sess.c says why).
  *   FULL     tasks; tgt != NULL unless a discovery session.
  *   LOGOUT   the logout response is queued; input is ignored; once the output
  *            drains and no IO is in flight, CLOSING.
@@ -38,17 +42,20 @@
  *            aborted); finished when io_inflight == 0 and output is drained
  *            or dropped.
  *
- * Sequence numbers: one connection per session, so ExpCmdSN lives here. A
- * non-immediate command must carry CmdSN == ExpCmdSN; one outside the window
- * is dropped silently (RFC 7143 4.2.2.1). MaxCmdSN follows the free tasks, so
- * a well-behaved initiator never runs us out of them. The data of the
+ * Sequence numbers: ExpCmdSN and MaxCmdSN belong to the session
+ * (iscsi_sess.c), StatSN to the connection. A non-immediate command must
+ * carry CmdSN == ExpCmdSN; one outside the window is dropped silently (RFC
+ * 7143 4.2.2.1); in a session of several connections one inside the window
+ * but early waits, and parsing of its connection stops until ExpCmdSN
+ * reaches it. MaxCmdSN follows the free tasks of the session's connections,
+ * so a well-behaved initiator never runs us out of them. The data of the
  * commands taken is capped too (ISCSI_INFLIGHT_BYTES): past it, and while a
  * command is executing, parsing stops until one completes, so a flood of
  * 8 MiB reads cannot make one connection allocate a gigabyte. (Writes
  * waiting for their Data-Out are not a reason to stop: their data is behind
  * in the same stream.)
  *
- * Not done: several connections per session, ErrorRecoveryLevel > 0
+ * Not done: ErrorRecoveryLevel > 0
  * (SNACK is rejected; a digest error closes the connection), bidirectional
  * commands, out-of-order Data-Out (DataPDUInOrder=No). Rejected alternative:
  * receiving each PDU with exact-length reads (a syscall per header and per
@@ -75,7 +82,7 @@ static void conn_parse(struct iscsi_conn *c);
 static const char *
 conn_state_name(enum iscsi_conn_state s)
 {
-    static const char *names[] = {"login", "full", "logout", "closing"};
+    static const char *names[] = {"login", "full", "logout", "closing", "migrate"};
 
     return names[s];
 }
@@ -98,23 +105,61 @@ conn_kick(struct iscsi_conn *c)
 }
 
 void
+iscsi_conn_kick(struct iscsi_conn *c)
+{
+    conn_kick(c);
+}
+
+bool
+iscsi_conn_live(const struct iscsi_conn *c)
+{
+    return c->state == ISCSI_CONN_FULL && !c->aborted;
+}
+
+/*
+ * Close the connection at once: output is dropped, running tasks complete
+ * without a response. A connection that fails in full feature phase fails
+ * its session, with every other connection of it (ERL 0, iscsi_sess.c),
+ * unless it was closed on purpose (iscsi_conn_drop).
+ */
+void
 iscsi_conn_fail(struct iscsi_conn *c, const char *why)
 {
+    bool fail_sess = !c->aborted && !c->leaving && c->state == ISCSI_CONN_FULL &&
+                     c->sess != NULL;
+
     if (!c->aborted) {
         IOC_DEBUG(iscsi, "conn %s: closing: %s", c->peer, why);
     }
     c->aborted = true;
     iscsi_conn_set_state(c, ISCSI_CONN_CLOSING);
     conn_kick(c);
+    if (fail_sess) {
+        iscsi_sess_fail(c->sess, why);
+    }
+}
+
+void
+iscsi_conn_drop(struct iscsi_conn *c, const char *why)
+{
+    c->leaving = true;
+    iscsi_conn_fail(c, why);
+}
+
+uint32_t
+iscsi_conn_exp_cmdsn(const struct iscsi_conn *c)
+{
+    return c->sess != NULL ? c->sess->exp_cmdsn : c->exp_cmdsn;
 }
 
 uint32_t
 iscsi_conn_max_cmdsn(const struct iscsi_conn *c)
 {
-    unsigned used = c->ntasks_used;
-    unsigned room = used >= ISCSI_CMD_WINDOW ? 0 : ISCSI_CMD_WINDOW - used;
-
-    return c->exp_cmdsn + room - 1;
+    /* during login no task is taken: the whole window is open */
+    if (c->sess != NULL) {
+        return iscsi_sess_max_cmdsn(c->sess);
+    }
+    return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1;
 }
 
 /* ------------------------------------------------------------------ output */
@@ -299,7 +344,7 @@ iscsi_conn_sn_fill(struct iscsi_conn *c, struct iscsi_sn_pdu *p, bool advance_st
     if (advance_statsn) {
         c->statsn++;
     }
-    p->sn28 = htobe32(c->exp_cmdsn);
+    p->sn28 = htobe32(iscsi_conn_exp_cmdsn(c));
     p->sn32 = htobe32(iscsi_conn_max_cmdsn(c));
 }
 
@@ -453,7 +498,7 @@ task_queue_data_in(struct iscsi_task *t, uint32_t len, bool collapse, unsigned *
             h->data.residual = rsp_residual(&h->data.flags, t->scsi.edtl, t->scsi.in_len);
             h->data.statsn = htobe32(c->statsn++);
         }
-        h->data.exp_cmdsn = htobe32(c->exp_cmdsn);
+        h->data.exp_cmdsn = htobe32(iscsi_conn_exp_cmdsn(c));
         h->data.max_cmdsn = htobe32(iscsi_conn_max_cmdsn(c));
         *iovn += pdu_finish(c, h, t->iov + *iovn, t->scsi.buf + off, n);
         (*pdu)++;
@@ -475,7 +520,7 @@ task_queue_response(struct iscsi_task *t, unsigned pdu, int iovn, uint32_t datas
     h->rsp.status = t->scsi.status;
     h->rsp.itt = t->itt;
     h->rsp.statsn = htobe32(c->statsn++);
-    h->rsp.exp_cmdsn = htobe32(c->exp_cmdsn);
+    h->rsp.exp_cmdsn = htobe32(iscsi_conn_exp_cmdsn(c));
     h->rsp.max_cmdsn = htobe32(iscsi_conn_max_cmdsn(c));
     h->rsp.exp_datasn = htobe32(datasn);
     if (t->scsi.xfer_len != UINT32_MAX) {
@@ -587,7 +632,7 @@ r2t_send(struct iscsi_task *t)
     ctl->hdr.r2t.itt = t->itt;
     ctl->hdr.r2t.ttt = htobe32(t->idx);
     ctl->hdr.r2t.statsn = htobe32(c->statsn);
-    ctl->hdr.r2t.exp_cmdsn = htobe32(c->exp_cmdsn);
+    ctl->hdr.r2t.exp_cmdsn = htobe32(iscsi_conn_exp_cmdsn(c));
     ctl->hdr.r2t.max_cmdsn = htobe32(iscsi_conn_max_cmdsn(c));
     ctl->hdr.r2t.r2tsn = htobe32(t->r2tsn++);
     ctl->hdr.r2t.offset = htobe32(t->r2t_off);
@@ -656,15 +701,19 @@ lun_decode(const uint8_t l[8])
 bool
 iscsi_conn_cmdsn_accept(struct iscsi_conn *c, bool immediate, uint32_t cmdsn)
 {
+    uint32_t *exp = c->sess != NULL ? &c->sess->exp_cmdsn : &c->exp_cmdsn;
+
     if (immediate) {
         return true;
     }
-    if (cmdsn != c->exp_cmdsn) {
-        IOC_DEBUG(iscsi, "conn %s: dropping CmdSN %u, expected %u", c->peer, cmdsn,
-                  c->exp_cmdsn);
+    if (cmdsn != *exp) {
+        IOC_DEBUG(iscsi, "conn %s: dropping CmdSN %u, expected %u", c->peer, cmdsn, *exp);
         return false;
     }
-    c->exp_cmdsn++;
+    (*exp)++;
+    if (c->sess != NULL) {
+        iscsi_sess_cmdsn_advanced(c->sess, c);
+    }
     return true;
 }
 
@@ -855,12 +904,50 @@ conn_nop_out(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data, uint
     iscsi_ctl_queue(c, ctl);
 }
 
+/*
+ * Logout (RFC 7143 11.14): close the session (every connection), close a
+ * connection (this one, or another of the session named by its CID: that
+ * one is closed at once, its tasks terminated), or remove a connection for
+ * recovery (not at ERL 0). The response leaves on this connection.
+ */
+static uint8_t
+conn_logout_reason(struct iscsi_conn *c, uint8_t reason, uint16_t cid, bool *self)
+{
+    struct iscsi_conn *other;
+
+    *self = false;
+    switch (reason) {
+    case ISCSI_LOGOUT_CLOSE_SESSION:
+        *self = true;
+        iscsi_sess_logout(c->sess, c);
+        return ISCSI_LOGOUT_RSP_OK;
+    case ISCSI_LOGOUT_CLOSE_CONN:
+        if (cid == c->cid) {
+            *self = true;
+            if (iscsi_sess_live_conns(c->sess) <= 1) {
+                c->sess->ending = true; /* the last one: the session ends with it */
+            }
+            return ISCSI_LOGOUT_RSP_OK;
+        }
+        other = iscsi_sess_conn_by_cid(c->sess, cid);
+        if (other == NULL) {
+            return ISCSI_LOGOUT_RSP_NO_CID;
+        }
+        iscsi_conn_drop(other, "logged out from another connection");
+        return ISCSI_LOGOUT_RSP_OK;
+    default:
+        return ISCSI_LOGOUT_RSP_NO_RECOVERY;
+    }
+}
+
 static void
 conn_logout(struct iscsi_conn *c, const uint8_t *bhs)
 {
     const struct iscsi_sn_pdu *p = (const struct iscsi_sn_pdu *)bhs;
-    uint8_t reason = p->flags & 0x7f;
+    uint8_t reason = p->flags & 0x7f, rsp;
+    uint16_t cid = (uint16_t)(be32toh(p->ttt) >> 16);
     struct iscsi_ctl *ctl;
+    bool self;
 
     if (!iscsi_conn_cmdsn_accept(c, (p->opcode & ISCSI_FLAG_IMMEDIATE) != 0, be32toh(p->sn24))) {
         return;
@@ -869,13 +956,14 @@ conn_logout(struct iscsi_conn *c, const uint8_t *bhs)
     if (ctl == NULL) {
         return;
     }
+    rsp = conn_logout_reason(c, reason, cid, &self);
+    IOC_DEBUG(iscsi, "conn %s: logout reason %u cid %u: response %u", c->peer, reason, cid, rsp);
     ctl->hdr.sn.opcode = ISCSI_OP_LOGOUT_RSP;
     ctl->hdr.sn.flags = ISCSI_FLAG_FINAL;
-    ctl->hdr.sn.spec2[0] = reason == ISCSI_LOGOUT_RECOVERY ? ISCSI_LOGOUT_RSP_NO_RECOVERY
-                                                           : ISCSI_LOGOUT_RSP_OK;
+    ctl->hdr.sn.spec2[0] = rsp;
     ctl->hdr.sn.itt = p->itt;
     iscsi_conn_sn_fill(c, &ctl->hdr.sn, true);
-    if (reason != ISCSI_LOGOUT_RECOVERY) {
+    if (self) {
         iscsi_conn_set_state(c, ISCSI_CONN_LOGOUT);
     }
     iscsi_ctl_queue(c, ctl);
@@ -892,9 +980,8 @@ conn_abort_task(struct iscsi_task *t)
     }
 }
 
-static uint8_t
-conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun,
-               uint32_t ref_cmdsn)
+static bool
+conn_tmf_abort_conn(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun)
 {
     bool found = false;
 
@@ -915,7 +1002,21 @@ conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun,
         found = true;
         conn_abort_task(t);
     }
-    if (fn == ISCSI_TMF_ABORT_TASK && !found && (int32_t)(ref_cmdsn - c->exp_cmdsn) < 0) {
+    return found;
+}
+
+/* Abort matching tasks on every connection of the session: ITTs and task sets are per session. */
+static uint8_t
+conn_tmf_abort(struct iscsi_conn *c, uint8_t fn, uint32_t ref_itt, uint64_t lun,
+               uint32_t ref_cmdsn)
+{
+    bool found = false;
+
+    for (unsigned i = 0; i < c->sess->nconns; i++) {
+        found |= conn_tmf_abort_conn(c->sess->conns[i], fn, ref_itt, lun);
+    }
+    if (fn == ISCSI_TMF_ABORT_TASK && !found &&
+        (int32_t)(ref_cmdsn - iscsi_conn_exp_cmdsn(c)) < 0) {
         /* received and already answered (RFC 7143 11.5.1) */
         return ISCSI_TMF_RSP_NO_TASK;
     }
@@ -975,12 +1076,38 @@ conn_tmf(struct iscsi_conn *c, const uint8_t *bhs)
 
 /* ----------------------------------------------------------------- input */
 
-/* Handle one full-feature PDU. Returns false if it must wait for a task. */
+/*
+ * A request that came early on one connection of a multi-connection session:
+ * its CmdSN is inside the window but above ExpCmdSN, so a lower one is still
+ * on its way on another connection. It waits (parsing of this connection
+ * stops) until ExpCmdSN reaches it. With one connection it could never fill
+ * the gap, and is dropped like any CmdSN outside the window.
+ */
+static bool
+conn_cmdsn_early(const struct iscsi_conn *c, const struct iscsi_pdu_info *info,
+                 const uint8_t *pdu)
+{
+    const struct iscsi_sn_pdu *p = (const struct iscsi_sn_pdu *)pdu;
+    uint32_t cmdsn, exp;
+
+    if (info->immediate || info->opcode == ISCSI_OP_DATA_OUT || c->sess == NULL ||
+        c->sess->nconns < 2) {
+        return false;
+    }
+    cmdsn = be32toh(p->sn24);
+    exp = c->sess->exp_cmdsn;
+    return (int32_t)(cmdsn - exp) > 0 && (int32_t)(cmdsn - iscsi_sess_max_cmdsn(c->sess)) <= 0;
+}
+
+/* Handle one full-feature PDU. Returns false if it must wait (a task, a lower CmdSN). */
 static bool
 conn_full_pdu(struct iscsi_conn *c, const struct iscsi_pdu_info *info, const uint8_t *pdu)
 {
     const uint8_t *data = pdu + info->data_off;
 
+    if (conn_cmdsn_early(c, info, pdu)) {
+        return false;
+    }
     switch (info->opcode) {
     case ISCSI_OP_SCSI_CMD:
         return conn_scsi_cmd(c, pdu, data, info->data_len);
@@ -1024,10 +1151,25 @@ conn_pdu(struct iscsi_conn *c, const struct iscsi_pdu_info *info)
             iscsi_conn_fail(c, "non-login PDU during login");
             return false;
         }
-        iscsi_login_pdu(c, pdu, pdu + info->data_off, info->data_len);
-        return true;
+        return iscsi_login_pdu(c, pdu, pdu + info->data_off, info->data_len);
     }
     return conn_full_pdu(c, info, pdu);
+}
+
+/*
+ * Keep the unparsed tail at the front so the next recv has room. Never while
+ * the transport holds a piece of the buffer for a recv in flight: the bytes
+ * would land where the tail was. (Parsing resumes from a deferred call after
+ * a stall, for a task or a lower CmdSN, while a recv is posted.)
+ */
+static void
+conn_compact(struct iscsi_conn *c)
+{
+    if (c->roff > 0 && !c->recv_lent) {
+        memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+        c->rlen -= c->roff;
+        c->roff = 0;
+    }
 }
 
 static void
@@ -1056,12 +1198,7 @@ conn_parse(struct iscsi_conn *c)
         }
         c->roff += info.total;
     }
-    /* keep the unparsed tail at the front so the next recv has room */
-    if (c->roff > 0) {
-        memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
-        c->rlen -= c->roff;
-        c->roff = 0;
-    }
+    conn_compact(c);
 }
 
 bool
@@ -1070,17 +1207,21 @@ iscsi_conn_recv_buf(struct iscsi_conn *c, void **buf, size_t *len)
     if (c->state != ISCSI_CONN_LOGIN && c->state != ISCSI_CONN_FULL) {
         return false;
     }
+    c->recv_lent = false;
+    conn_compact(c);
     if (c->rlen >= ISCSI_RBUF_SIZE) {
         return false; /* a whole PDU is waiting for a free task */
     }
     *buf = c->rbuf + c->rlen;
     *len = ISCSI_RBUF_SIZE - c->rlen;
+    c->recv_lent = true;
     return true;
 }
 
 void
 iscsi_conn_recv_done(struct iscsi_conn *c, ssize_t n)
 {
+    c->recv_lent = false;
     conn_kick(c);
     if (n <= 0) {
         iscsi_conn_fail(c, n == 0 ? "peer closed" : "receive error");
@@ -1163,12 +1304,7 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
         free(c->tasks[i].hdrs);
         free(c->tasks[i].iov);
     }
-    if (c->tgt != NULL && c->tgt_counted) {
-        for (unsigned i = 0; i < c->tgt->nluns; i++) {
-            scsi_nexus_gone(c->tgt->luns[i], c->port);
-        }
-        atomic_fetch_sub(&c->tgt->sessions, 1);
-    }
+    iscsi_sess_detach(c);
     iscsi_tgt_put(&c->tgt);
     iscsi_text_free(&c->login_in);
     iscsi_text_free(&c->login_out);
@@ -1199,9 +1335,43 @@ iscsi_conn_tgt(const struct iscsi_conn *c)
 json_t *
 iscsi_conn_describe(const struct iscsi_conn *c)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:I}", "peer", c->peer, "initiator",
-                     c->params.initiator_name, "target", c->tgt ? c->tgt->iqn : "",
-                     "state", conn_state_name(c->state), "tsih", c->tsih,
-                     "header_digest", c->params.header_digest, "data_digest",
-                     c->params.data_digest, "tasks", (json_int_t)c->ntasks_used);
+    char isid[16];
+
+    snprintf(isid, sizeof(isid), "%02x%02x%02x%02x%02x%02x", c->isid[0], c->isid[1], c->isid[2],
+             c->isid[3], c->isid[4], c->isid[5]);
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:b, s:b, s:I}", "peer", c->peer,
+                     "initiator", c->params.initiator_name, "target",
+                     c->tgt ? c->tgt->iqn : "", "state", conn_state_name(c->state), "tsih",
+                     c->sess != NULL ? c->sess->tsih : c->tsih, "cid", c->cid, "isid", isid,
+                     "statsn", (json_int_t)c->statsn, "header_digest", c->params.header_digest,
+                     "data_digest", c->params.data_digest, "tasks",
+                     (json_int_t)c->ntasks_used);
+}
+
+json_t *
+iscsi_conn_describe_sess(const struct iscsi_conn *c)
+{
+    if (c->sess == NULL || c->sess->conns[0] != c) {
+        return NULL;
+    }
+    return iscsi_sess_describe(c->sess);
+}
+
+struct ioc_reactor *
+iscsi_conn_migrate_to(const struct iscsi_conn *c)
+{
+    return c->state == ISCSI_CONN_MIGRATE ? c->migrate_to : NULL;
+}
+
+void
+iscsi_conn_pending_input(const struct iscsi_conn *c, const void **buf, size_t *len)
+{
+    *buf = c->rbuf + c->roff;
+    *len = c->rlen - c->roff;
+}
+
+void
+iscsi_conn_set_migrated(struct iscsi_conn *c)
+{
+    c->migrated = true;
 }

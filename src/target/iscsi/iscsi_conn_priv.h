@@ -14,6 +14,36 @@ enum iscsi_conn_state {
     ISCSI_CONN_FULL,     /* full-feature phase */
     ISCSI_CONN_LOGOUT,   /* logout response queued: close once it is sent */
     ISCSI_CONN_CLOSING,  /* no more input */
+    ISCSI_CONN_MIGRATE,  /* first login PDU names a session of another reactor: the
+                          * transport moves the socket there (iscsi_sess.c) */
+};
+
+struct iscsi_conn;
+
+/*
+ * A session (RFC 7143 section 4.3): one or more connections sharing the
+ * command window, the I_T nexus and the session-wide keys. Every connection
+ * of a session lives on the session's reactor (a connection whose login
+ * names the session on another reactor is moved there before its login is
+ * handled), so nothing here needs a lock; only the registry that maps TSIH
+ * to session is shared (iscsi_sess.c).
+ */
+#define ISCSI_MAX_CONNS 8u   /* MaxConnections we offer */
+
+struct iscsi_sess {
+    struct ioc_reactor *reactor;  /* owner: fields below are touched only there */
+    uint16_t tsih;
+    uint8_t isid[6];
+    bool discovery;
+    bool ending;                  /* logged out or failed: no new connections */
+    char initiator[ISCSI_NAME_MAX + 1];
+    char port[ISCSI_NAME_MAX + 32];
+    struct iscsi_tgt *tgt;        /* reference; NULL for discovery */
+    struct iscsi_params params;   /* session-wide keys, from the leading login */
+    uint32_t exp_cmdsn;           /* the session's command window */
+    unsigned nconns;              /* attached: logging in, full feature or closing */
+    struct iscsi_conn *conns[2 * ISCSI_MAX_CONNS];
+    struct iscsi_sess *next;      /* in the registry */
 };
 
 /* One queued piece of output: an iovec list, retired by done() once sent. */
@@ -95,6 +125,7 @@ struct iscsi_conn {
     uint8_t *rbuf;
     size_t rlen;
     size_t roff;           /* parsed up to here */
+    bool recv_lent;        /* rbuf + rlen is out for a recv: do not move the tail */
 
     /* login */
     struct iscsi_params params;
@@ -113,15 +144,18 @@ struct iscsi_conn {
     struct iscsi_text login_in;   /* text gathered across C-bit PDUs */
     struct iscsi_text login_out;
 
-    /* session (one connection per session) */
+    /* session: sess is set once the login names it (joining) or completes (leading) */
+    struct iscsi_sess *sess;
+    struct ioc_reactor *migrate_to; /* ISCSI_CONN_MIGRATE: where the socket goes */
+    bool migrated;         /* arrived by migration: never moves twice */
+    bool leaving;          /* closed on purpose (logout, reinstatement): the session lives */
     uint8_t isid[6];
     uint16_t tsih;
     uint16_t cid;
     char port[ISCSI_NAME_MAX + 32];
     struct iscsi_tgt *tgt;
-    bool tgt_counted;
-    uint32_t exp_cmdsn;
-    uint32_t statsn;
+    uint32_t exp_cmdsn;    /* during login only; then the session's */
+    uint32_t statsn;       /* per connection */
     unsigned ua_seen[ISCSI_MAX_LUNS];
 
     /* tasks */
@@ -139,8 +173,16 @@ struct iscsi_conn {
     unsigned ctl_queued;
 };
 
-/* iscsi_conn.c, used by iscsi_login.c */
+/* iscsi_conn.c, used by iscsi_login.c and iscsi_sess.c */
 void iscsi_conn_fail(struct iscsi_conn *c, const char *why);
+/** Close c without failing its session (logout from another connection, reinstatement). */
+void iscsi_conn_drop(struct iscsi_conn *c, const char *why);
+/** Run c's deferred work (parse stalled input, flush output) this iteration. */
+void iscsi_conn_kick(struct iscsi_conn *c);
+/** The connection is in full feature phase and not closing. */
+bool iscsi_conn_live(const struct iscsi_conn *c);
+/** ExpCmdSN as this connection reports it (the session's once it has one). */
+uint32_t iscsi_conn_exp_cmdsn(const struct iscsi_conn *c);
 void iscsi_conn_set_state(struct iscsi_conn *c, enum iscsi_conn_state s);
 struct iscsi_ctl *iscsi_ctl_alloc(struct iscsi_conn *c, const void *data, size_t len);
 void iscsi_ctl_queue(struct iscsi_conn *c, struct iscsi_ctl *ctl);
@@ -150,9 +192,52 @@ bool iscsi_conn_cmdsn_accept(struct iscsi_conn *c, bool immediate, uint32_t cmds
 /** Fill StatSN (advancing it if asked), ExpCmdSN, MaxCmdSN of a response. */
 void iscsi_conn_sn_fill(struct iscsi_conn *c, struct iscsi_sn_pdu *p, bool advance_statsn);
 
+/* iscsi_sess.c */
+/**
+ * The reactor of the live session with this TSIH, NULL if none. Any thread:
+ * the answer may be stale by the time it is used; the login on that reactor
+ * checks again with iscsi_sess_find().
+ */
+struct ioc_reactor *iscsi_sess_reactor(uint16_t tsih);
+/** The live session with this TSIH on the calling connection's reactor, or NULL. */
+struct iscsi_sess *iscsi_sess_find(struct ioc_reactor *self, uint16_t tsih);
+/**
+ * A leading login completed: create its session (new TSIH), register it,
+ * attach c and log the I_T nexus in to every LUN (each queues the unit
+ * attention 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for it).
+ * Older sessions of the same initiator, ISID and target are closed (session
+ * reinstatement).
+ * Returns 0 or -ENOMEM.
+ */
+int iscsi_sess_create(struct iscsi_conn *c);
+/** Attach a connection that logs in to an existing session (holds it alive). */
+int iscsi_sess_attach(struct iscsi_sess *s, struct iscsi_conn *c);
+/**
+ * The joining login of c completed: a live connection with the same CID is
+ * closed (connection reinstatement); returns ISCSI_LOGIN_TOO_MANY_CONNS if
+ * MaxConnections live ones are there already, else 0.
+ */
+uint16_t iscsi_sess_join(struct iscsi_sess *s, struct iscsi_conn *c);
+/** c goes away: detach it; the last one ends the session. */
+void iscsi_sess_detach(struct iscsi_conn *c);
+/** ERL 0: a connection failed, the session fails: close every connection. */
+void iscsi_sess_fail(struct iscsi_sess *s, const char *why);
+/** Logout "close the session": close the other connections. */
+void iscsi_sess_logout(struct iscsi_sess *s, struct iscsi_conn *by);
+/** The live connection with this CID, or NULL. */
+struct iscsi_conn *iscsi_sess_conn_by_cid(struct iscsi_sess *s, uint16_t cid);
+/** Live connections. */
+unsigned iscsi_sess_live_conns(const struct iscsi_sess *s);
+/** MaxCmdSN: ExpCmdSN plus the free command slots of the session, minus one. */
+uint32_t iscsi_sess_max_cmdsn(const struct iscsi_sess *s);
+/** ExpCmdSN advanced: wake connections whose next command waits for it. */
+void iscsi_sess_cmdsn_advanced(struct iscsi_sess *s, struct iscsi_conn *by);
+/** Describe the session for iscsi_target_list: a new JSON object. */
+json_t *iscsi_sess_describe(const struct iscsi_sess *s);
+
 /* iscsi_login.c */
-/** Handle one Login Request PDU (BHS + data). */
-void iscsi_login_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data,
+/** Handle one Login Request PDU (BHS + data). False: not consumed (migrate first). */
+bool iscsi_login_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data,
                      uint32_t dlen);
 /** Handle a Text Request in full-feature phase (SendTargets, renegotiation). */
 void iscsi_text_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data,

@@ -168,6 +168,7 @@ struct iscsi_lun {
     struct scsi_ua ua[SCSI_UA_MAX];
     unsigned nnexus;             /* I_T nexuses logged in to this LUN's target */
     char nexus[SCSI_UA_MAX][ISCSI_NAME_MAX + 32];
+    unsigned nexus_refs[SCSI_UA_MAX]; /* sessions of each (2 while one reinstates another) */
     atomic_bool caw_busy;        /* a COMPARE AND WRITE holds [caw_lba, +caw_n) */
     _Atomic uint64_t caw_lba;
     atomic_uint caw_n;
@@ -334,9 +335,13 @@ bool scsi_pr_check(struct scsi_task *t);
  * and queues a unit attention (asc_ascq) for every nexus logged in.
  */
 void scsi_lun_reset(struct iscsi_lun *lu, uint16_t asc_ascq);
-/** A nexus logged in: it will hear about resets from now on. */
-void scsi_nexus_add(struct iscsi_lun *lu, const char *port);
-/** The I_T nexus `port` is gone (logout, connection loss): drops its RESERVE(6). */
+/**
+ * A session of the I_T nexus `port` logged in: it will hear about resets from
+ * now on, and its first command other than INQUIRY, REPORT LUNS or REQUEST
+ * SENSE gets the unit attention asc_ascq (0: none).
+ */
+void scsi_nexus_add(struct iscsi_lun *lu, const char *port, uint16_t asc_ascq);
+/** A session of `port` ended; with the last one, the nexus goes and its RESERVE(6) too. */
 void scsi_nexus_gone(struct iscsi_lun *lu, const char *port);
 /** Queue a unit attention for one nexus. Caller holds lu->lock. */
 void scsi_ua_queue_port_locked(struct iscsi_lun *lu, const char *port, uint16_t asc_ascq);
@@ -401,15 +406,32 @@ struct iscsi_conn_transport {
 int iscsi_conn_create(struct ioc_reactor *r, const struct iscsi_conn_transport *t, void *ctx,
                       const char *peer, const char *portal, struct iscsi_conn **out);
 void iscsi_conn_destroy(struct iscsi_conn **c);
+/**
+ * Where the next recv may write (false: not now). The buffer is lent to the
+ * transport until iscsi_conn_recv_done(); one recv at a time.
+ */
 bool iscsi_conn_recv_buf(struct iscsi_conn *c, void **buf, size_t *len);
 void iscsi_conn_recv_done(struct iscsi_conn *c, ssize_t n);
 int iscsi_conn_out_iov(struct iscsi_conn *c, struct iovec *iov, int max);
 void iscsi_conn_sent(struct iscsi_conn *c, ssize_t n);
 void iscsi_conn_abort(struct iscsi_conn *c);
 bool iscsi_conn_finished(const struct iscsi_conn *c);
+/**
+ * Non-NULL: the connection's first login PDU names a session that lives on
+ * that reactor. The transport stops, takes the bytes not handled yet
+ * (iscsi_conn_pending_input), destroys this engine and creates one there
+ * (marked with iscsi_conn_set_migrated) fed with those bytes.
+ */
+struct ioc_reactor *iscsi_conn_migrate_to(const struct iscsi_conn *c);
+/** Received bytes not handled yet (borrowed until the next engine call). */
+void iscsi_conn_pending_input(const struct iscsi_conn *c, const void **buf, size_t *len);
+/** This engine continues a migrated connection: it must not migrate again. */
+void iscsi_conn_set_migrated(struct iscsi_conn *c);
 /** The target in use (NULL during login and for discovery); borrowed. */
 const struct iscsi_tgt *iscsi_conn_tgt(const struct iscsi_conn *c);
 /** Describe the connection for iscsi_target_list (a new JSON object). */
 json_t *iscsi_conn_describe(const struct iscsi_conn *c);
+/** Describe the connection's session if c is its first attached connection, else NULL. */
+json_t *iscsi_conn_describe_sess(const struct iscsi_conn *c);
 
 #endif

@@ -20,8 +20,14 @@
  * A wrong answer ends the login with 0x0201 (authentication failure) and
  * the connection. A target with CHAP refuses AuthMethod=None.
  *
- * Not done: adding a connection to an existing session (non-zero TSIH is
- * answered "session does not exist"), session reinstatement, SRP/Kerberos.
+ * A login with the TSIH of a live session adds a connection to it (the
+ * session logic is in iscsi_sess.c): InitiatorName, ISID, target and session
+ * type must match, leading-only keys are answered Irrelevant and the
+ * session's values apply, and each connection authenticates on its own. If
+ * the session lives on another reactor, the first login PDU is not handled
+ * here: the connection migrates there first (ISCSI_CONN_MIGRATE).
+ *
+ * Not done: SRP/Kerberos.
  */
 #include "ioc/common.h"
 
@@ -47,8 +53,6 @@ enum chap_state {
     CHAP_DONE,
 };
 
-static _Atomic uint16_t g_next_tsih = 1;
-
 /* Per-PDU scratch of the key walk. */
 struct login_keys {
     struct iscsi_conn *c;
@@ -63,6 +67,7 @@ struct login_keys {
     char chap_i[16];
     char chap_c[512];
     bool has_initiator;
+    bool joining;           /* the login names an existing session (TSIH != 0) */
 };
 
 /* --------------------------------------------------------------- CHAP */
@@ -308,6 +313,24 @@ copy_key(char *dst, size_t len, const char *value, struct login_keys *k)
     snprintf(dst, len, "%s", value);
 }
 
+/* Session-wide keys, negotiated on the leading connection only (RFC 7143 section 13). */
+static bool
+login_key_leading_only(const char *key)
+{
+    static const char *const lo[] = {
+        "MaxConnections", "InitialR2T", "ImmediateData", "MaxBurstLength", "FirstBurstLength",
+        "DefaultTime2Wait", "DefaultTime2Retain", "MaxOutstandingR2T", "DataPDUInOrder",
+        "DataSequenceInOrder", "ErrorRecoveryLevel",
+    };
+
+    for (size_t i = 0; i < IOC_ARRAY_SIZE(lo); i++) {
+        if (strcmp(key, lo[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int
 login_key(const char *key, const char *value, void *arg)
 {
@@ -336,6 +359,8 @@ login_key(const char *key, const char *value, void *arg)
         copy_key(k->chap_c, sizeof(k->chap_c), value, k);
     } else if (strcmp(key, "InitiatorAlias") == 0 || strcmp(key, "TargetAlias") == 0) {
         /* informational */
+    } else if (k->joining && login_key_leading_only(key)) {
+        iscsi_text_add(k->resp, key, "Irrelevant"); /* the session's value stands */
     } else {
         rc = iscsi_text_negotiate(&c->params, key, value, k->resp);
         if (rc == 0) {
@@ -366,7 +391,7 @@ login_respond(struct iscsi_conn *c, const struct iscsi_login *req, uint8_t flags
     rsp->tsih = htobe16(c->tsih);
     rsp->itt = req->itt;
     rsp->sn24 = htobe32(c->statsn++);
-    rsp->sn28 = htobe32(c->exp_cmdsn);
+    rsp->sn28 = htobe32(iscsi_conn_exp_cmdsn(c));
     rsp->max_cmdsn = htobe32(iscsi_conn_max_cmdsn(c));
     rsp->status_class = (uint8_t)(status >> 8);
     rsp->status_detail = (uint8_t)status;
@@ -375,6 +400,30 @@ login_respond(struct iscsi_conn *c, const struct iscsi_login *req, uint8_t flags
         IOC_DEBUG(iscsi, "conn %s: login refused: status 0x%04x", c->peer, status);
         iscsi_conn_set_state(c, ISCSI_CONN_LOGOUT); /* close once the response is sent */
     }
+}
+
+/*
+ * A login with a TSIH: the session must be live on this reactor (the socket
+ * layer moved us here) and be the same I_T nexus: initiator, ISID, target.
+ */
+static uint16_t
+login_join(struct iscsi_conn *c)
+{
+    struct iscsi_sess *s = iscsi_sess_find(c->reactor, c->tsih);
+
+    if (s == NULL || s->discovery != c->params.discovery || s->tgt != c->tgt ||
+        memcmp(s->isid, c->isid, 6) != 0 ||
+        strcasecmp(s->initiator, c->params.initiator_name) != 0 ||
+        iscsi_sess_live_conns(s) == 0) {
+        IOC_NOTICE("iscsi", "conn %s: login of %s to session %u: no such session", c->peer,
+                   c->params.initiator_name, c->tsih);
+        return ISCSI_LOGIN_SESSION_NOT_FOUND;
+    }
+    if (iscsi_sess_live_conns(s) >= s->params.max_connections &&
+        iscsi_sess_conn_by_cid(s, c->cid) == NULL) {
+        return ISCSI_LOGIN_TOO_MANY_CONNS;
+    }
+    return iscsi_sess_attach(s, c) < 0 ? ISCSI_LOGIN_TOO_MANY_CONNS : 0;
 }
 
 /* First PDU: identity, target lookup, session numbers. */
@@ -392,56 +441,69 @@ login_first(struct iscsi_conn *c, const struct iscsi_login *req, struct login_ke
     if (!k->has_initiator) {
         return ISCSI_LOGIN_MISSING_PARAM;
     }
-    if (req->tsih != 0) {
-        return ISCSI_LOGIN_SESSION_NOT_FOUND;
-    }
     c->params.discovery = strcmp(k->session_type, "Discovery") == 0;
     if (k->session_type[0] != '\0' && !c->params.discovery &&
         strcmp(k->session_type, "Normal") != 0) {
         return ISCSI_LOGIN_INITIATOR_ERROR;
     }
     scsi_port_name(c->port, sizeof(c->port), c->params.initiator_name, c->isid);
-    if (c->params.discovery) {
-        return 0;
+    if (!c->params.discovery) {
+        if (k->target_name[0] == '\0') {
+            return ISCSI_LOGIN_MISSING_PARAM;
+        }
+        c->tgt = iscsi_tgt_lookup(k->target_name, c->params.initiator_name);
+        if (c->tgt == NULL) {
+            IOC_NOTICE("iscsi", "conn %s: login of %s to unknown or forbidden target %s",
+                       c->peer, c->params.initiator_name, k->target_name);
+            return ISCSI_LOGIN_NOT_FOUND;
+        }
+        snprintf(c->params.target_name, sizeof(c->params.target_name), "%s", c->tgt->iqn);
     }
-    if (k->target_name[0] == '\0') {
-        return ISCSI_LOGIN_MISSING_PARAM;
-    }
-    c->tgt = iscsi_tgt_lookup(k->target_name, c->params.initiator_name);
-    if (c->tgt == NULL) {
-        IOC_NOTICE("iscsi", "conn %s: login of %s to unknown or forbidden target %s", c->peer,
-                   c->params.initiator_name, k->target_name);
-        return ISCSI_LOGIN_NOT_FOUND;
-    }
-    snprintf(c->params.target_name, sizeof(c->params.target_name), "%s", c->tgt->iqn);
-    return 0;
+    c->tsih = be16toh(req->tsih);
+    return c->tsih != 0 ? login_join(c) : 0;
 }
 
+/* A joining connection takes the session-wide keys; only its own stay. */
 static void
+login_take_session_params(struct iscsi_conn *c)
+{
+    struct iscsi_params own = c->params;
+
+    c->params = c->sess->params;
+    c->params.header_digest = own.header_digest;
+    c->params.data_digest = own.data_digest;
+    c->params.max_recv_dsl = own.max_recv_dsl;
+}
+
+/* The final login response is due: create or join the session. Returns a login status. */
+static uint16_t
 login_complete(struct iscsi_conn *c)
 {
-    uint16_t tsih;
+    bool joining = c->sess != NULL;
+    uint16_t status;
 
-    do {
-        tsih = atomic_fetch_add(&g_next_tsih, 1);
-    } while (tsih == 0);
-    c->tsih = tsih;
     if (c->params.first_burst > c->params.max_burst) {
         c->params.first_burst = c->params.max_burst;
     }
-    if (c->tgt != NULL) {
-        atomic_fetch_add(&c->tgt->sessions, 1);
-        c->tgt_counted = true;
-        for (unsigned i = 0; i < c->tgt->nluns; i++) {
-            scsi_nexus_add(c->tgt->luns[i], c->port);
-            c->ua_seen[i] = atomic_load(&c->tgt->luns[i]->ua_gen);
+    if (joining) {
+        status = iscsi_sess_join(c->sess, c);
+        if (status != 0) {
+            return status;
         }
+        login_take_session_params(c);
+    } else if (iscsi_sess_create(c) < 0) {
+        return ISCSI_LOGIN_OUT_OF_RESOURCES;
     }
-    IOC_INFO("iscsi", "conn %s: %s session of %s%s%s (tsih %u, digests %s/%s)", c->peer,
-             c->params.discovery ? "discovery" : "normal", c->params.initiator_name,
-             c->tgt ? " to " : "", c->tgt ? c->tgt->iqn : "", c->tsih,
-             c->params.header_digest ? "CRC32C" : "None",
+    for (unsigned i = 0; c->tgt != NULL && i < c->tgt->nluns; i++) {
+        /* stale on purpose: the first command looks for unit attentions (power on) */
+        c->ua_seen[i] = atomic_load(&c->tgt->luns[i]->ua_gen) - 1;
+    }
+    IOC_INFO("iscsi", "conn %s: %s %s session of %s%s%s (tsih %u, cid %u, digests %s/%s)",
+             c->peer, joining ? "joined" : "new", c->params.discovery ? "discovery" : "normal",
+             c->params.initiator_name, c->tgt ? " to " : "", c->tgt ? c->tgt->iqn : "", c->tsih,
+             c->cid, c->params.header_digest ? "CRC32C" : "None",
              c->params.data_digest ? "CRC32C" : "None");
+    return 0;
 }
 
 /* Can the login move from stage cur to stage next? */
@@ -483,6 +545,7 @@ login_process(struct iscsi_conn *c, const struct iscsi_login *req)
     }
     k->c = c;
     k->resp = resp;
+    k->joining = c->sess != NULL || req->tsih != 0;
     iscsi_text_reset(resp);
     if (iscsi_text_foreach(c->login_in.buf, c->login_in.len, login_key, k) < 0) {
         status = ISCSI_LOGIN_INITIATOR_ERROR;
@@ -514,13 +577,13 @@ login_process(struct iscsi_conn *c, const struct iscsi_login *req)
     if (status == 0 && resp->nomem) {
         status = ISCSI_LOGIN_OUT_OF_RESOURCES;
     }
+    if (status == 0 && grant && next == ISCSI_STAGE_FULL) {
+        status = login_complete(c);
+    }
     flags = (uint8_t)(cur << 2);
     if (status == 0 && grant) {
         flags |= ISCSI_LOGIN_TRANSIT | (uint8_t)next;
         c->login_stage = next;
-        if (next == ISCSI_STAGE_FULL) {
-            login_complete(c);
-        }
     }
     login_respond(c, req, flags, status, resp);
     if (status == 0 && grant && next == ISCSI_STAGE_FULL) {
@@ -533,14 +596,41 @@ login_process(struct iscsi_conn *c, const struct iscsi_login *req)
     free(k);
 }
 
-void
+/*
+ * The first PDU of a login that names a session living on another reactor:
+ * leave it unhandled and ask the transport to move the connection there.
+ */
+static bool
+login_must_migrate(struct iscsi_conn *c, const struct iscsi_login *req)
+{
+    struct ioc_reactor *r;
+
+    if (!c->login_first || c->login_in.len > 0 || req->tsih == 0 || c->migrated) {
+        return false;
+    }
+    r = iscsi_sess_reactor(be16toh(req->tsih));
+    if (r == NULL || r == c->reactor) {
+        return false;
+    }
+    IOC_DEBUG(iscsi, "conn %s: login to session %u: moving to reactor %u", c->peer,
+              be16toh(req->tsih), ioc_reactor_id(r));
+    c->migrate_to = r;
+    iscsi_conn_set_state(c, ISCSI_CONN_MIGRATE);
+    iscsi_conn_kick(c);
+    return true;
+}
+
+bool
 iscsi_login_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data, uint32_t dlen)
 {
     const struct iscsi_login *req = (const struct iscsi_login *)bhs;
 
+    if (login_must_migrate(c, req)) {
+        return false;
+    }
     if (c->login_in.len + dlen > ISCSI_TEXT_MAX) {
         iscsi_conn_fail(c, "login text too long");
-        return;
+        return true;
     }
     if (dlen > 0) {
         size_t need = c->login_in.len + dlen;
@@ -550,7 +640,7 @@ iscsi_login_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data, u
 
             if (p == NULL) {
                 iscsi_conn_fail(c, "out of memory");
-                return;
+                return true;
             }
             c->login_in.buf = p;
             c->login_in.cap = need;
@@ -564,10 +654,11 @@ iscsi_login_pdu(struct iscsi_conn *c, const uint8_t *bhs, const uint8_t *data, u
         struct iscsi_text empty = {0};
 
         login_respond(c, req, (uint8_t)(ISCSI_LOGIN_CSG(req->flags) << 2), 0, &empty);
-        return;
+        return true;
     }
     login_process(c, req);
     iscsi_text_reset(&c->login_in);
+    return true;
 }
 
 /* ------------------------------------------------------------- text PDU */

@@ -4,7 +4,7 @@
  *   iscsi_target_create {iqn, luns: [{lun, bdev}], allowed_initiators?, chap?} -> true
  *   iscsi_target_delete {iqn}                                                 -> true
  *   iscsi_target_list   {}  -> [{iqn, luns, allowed_initiators, chap, mutual_chap,
- *                                sessions, connections: [...]}]
+ *                                sessions, session_list: [...], connections: [...]}]
  *   iscsi_options_set   {max_recv_data_segment_length?, max_burst_length?,
  *                        first_burst_length?, initial_r2t?, immediate_data?,
  *                        max_outstanding_r2t?, allow_digests?}            -> the options
@@ -20,7 +20,22 @@
 #include "rpc/rpc.h"
 #include "target/iscsi/iscsi_internal.h"
 
-json_t *iscsi_target_connections(void);
+void iscsi_target_connections(json_t **conns, json_t **sessions);
+
+/* The entries of `all` whose "target" is iqn (a new array). */
+static json_t *
+rpc_filter_target(json_t *all, const char *iqn)
+{
+    json_t *mine = json_array(), *c;
+    size_t j;
+
+    json_array_foreach(all, j, c) {
+        if (strcmp(json_string_value(json_object_get(c, "target")), iqn) == 0) {
+            json_array_append(mine, c);
+        }
+    }
+    return mine;
+}
 
 static int
 rpc_iscsi_target_create(json_t *params, json_t **result, struct ioc_err *err)
@@ -56,27 +71,22 @@ static int
 rpc_iscsi_target_list(json_t *params, json_t **result, struct ioc_err *err)
 {
     int rc = ioc_rpc_decode(params, NULL, 0, err);
-    json_t *list, *conns, *tgt;
+    json_t *list, *conns, *sessions, *tgt;
     size_t i;
 
     if (rc != 0) {
         return rc;
     }
     list = ioc_iscsi_tgt_list();
-    conns = iscsi_target_connections();
+    iscsi_target_connections(&conns, &sessions);
     json_array_foreach(list, i, tgt) {
         const char *iqn = json_string_value(json_object_get(tgt, "iqn"));
-        json_t *mine = json_array(), *c;
-        size_t j;
 
-        json_array_foreach(conns, j, c) {
-            if (strcmp(json_string_value(json_object_get(c, "target")), iqn) == 0) {
-                json_array_append(mine, c);
-            }
-        }
-        json_object_set_new(tgt, "connections", mine);
+        json_object_set_new(tgt, "session_list", rpc_filter_target(sessions, iqn));
+        json_object_set_new(tgt, "connections", rpc_filter_target(conns, iqn));
     }
     json_decref(conns);
+    json_decref(sessions);
     *result = list;
     return 0;
 }

@@ -10,6 +10,13 @@
  * engine runs as a deferred call, so all responses completed in one reactor
  * iteration leave in one syscall.
  *
+ * Sessions with several connections keep them all on one reactor
+ * (iscsi_sess.c): when the engine says a new connection belongs to a
+ * session elsewhere (its first login PDU carries that TSIH), the socket is
+ * moved once no recv or send is in flight: the bytes not handled yet are
+ * carried along, this engine is destroyed and the target reactor creates a
+ * new one, feeds it those bytes and carries on with the same socket.
+ *
  * Teardown: once the engine is finished, the socket is shut down (which
  * completes a pending recv with 0); when neither recv nor send is in flight
  * the connection is freed. ioc_iscsi_target_stop() cancels the accept,
@@ -54,6 +61,8 @@ struct iscsi_sock {
     struct iovec iov[ISCSI_SEND_IOV];
     char peer[64];
     char portal[80];
+    uint8_t *carry;        /* migration: received bytes the next engine gets first */
+    size_t carry_len;
     struct iscsi_sock *prev;
     struct iscsi_sock *next;
 };
@@ -74,7 +83,7 @@ static struct {
 /* ------------------------------------------------------------ connections */
 
 static void
-sock_free(struct iscsi_sock *s)
+sock_unlink(struct iscsi_sock *s)
 {
     unsigned id = ioc_reactor_id(s->reactor);
 
@@ -86,6 +95,14 @@ sock_free(struct iscsi_sock *s)
     if (s->next != NULL) {
         s->next->prev = s->prev;
     }
+    s->prev = NULL;
+    s->next = NULL;
+}
+
+static void
+sock_free(struct iscsi_sock *s)
+{
+    sock_unlink(s);
     IOC_DEBUG(iscsi, "client %s: disconnected", s->peer);
     iscsi_conn_destroy(&s->conn);
     close(s->fd);
@@ -127,11 +144,45 @@ sock_post_recv(struct iscsi_sock *s)
     s->recv_posted = true;
 }
 
+static void sock_start_msg(void *arg);
+
+/* Move the connection to reactor r (the reactor of the session it joins). */
+static void
+sock_migrate(struct iscsi_sock *s, struct ioc_reactor *r)
+{
+    const void *buf;
+    size_t len;
+
+    iscsi_conn_pending_input(s->conn, &buf, &len);
+    s->carry = malloc(len > 0 ? len : 1);
+    if (s->carry == NULL) {
+        iscsi_conn_abort(s->conn);
+        return;
+    }
+    memcpy(s->carry, buf, len);
+    s->carry_len = len;
+    sock_unlink(s);
+    iscsi_conn_destroy(&s->conn);
+    if (ioc_reactor_send_msg(r, sock_start_msg, s) < 0) {
+        close(s->fd);
+        free(s->carry);
+        free(s);
+        atomic_fetch_sub(&g_isc.nr_conns, 1);
+    }
+}
+
 static void
 sock_process(void *ctx)
 {
     struct iscsi_sock *s = ctx;
+    struct ioc_reactor *to = iscsi_conn_migrate_to(s->conn);
 
+    if (to != NULL) {
+        if (!s->send_posted && !s->recv_posted) {
+            sock_migrate(s, to);
+        }
+        return;
+    }
     if (!s->send_posted) {
         sock_post_send(s);
     }
@@ -187,6 +238,7 @@ sock_start_msg(void *arg)
     if (atomic_load(&g_isc.stopping) ||
         iscsi_conn_create(r, &g_sock_transport, s, s->peer, s->portal, &s->conn) < 0) {
         close(s->fd);
+        free(s->carry);
         free(s);
         atomic_fetch_sub(&g_isc.nr_conns, 1);
         return;
@@ -196,7 +248,22 @@ sock_start_msg(void *arg)
         s->next->prev = s;
     }
     g_isc.socks[id] = s;
-    IOC_DEBUG(iscsi, "client %s: connected on reactor %u", s->peer, id);
+    IOC_DEBUG(iscsi, "client %s: %s on reactor %u", s->peer,
+              s->carry != NULL ? "moved" : "connected", id);
+    if (s->carry != NULL) {
+        void *buf;
+        size_t room;
+
+        /* the bytes fit: they came out of an engine's receive buffer of the same size */
+        iscsi_conn_set_migrated(s->conn);
+        if (s->carry_len > 0 && iscsi_conn_recv_buf(s->conn, &buf, &room) &&
+            room >= s->carry_len) {
+            memcpy(buf, s->carry, s->carry_len);
+            iscsi_conn_recv_done(s->conn, (ssize_t)s->carry_len);
+        }
+        free(s->carry);
+        s->carry = NULL;
+    }
     sock_process(s);
 }
 
@@ -475,6 +542,7 @@ ioc_iscsi_target_stop(void)
 
 struct list_ctx {
     json_t *conns;
+    json_t *sessions;
 };
 
 static void
@@ -485,23 +553,32 @@ list_conns_msg(void *arg)
 
     for (struct iscsi_sock *s = g_isc.socks[id]; s != NULL; s = s->next) {
         json_t *o = iscsi_conn_describe(s->conn);
+        json_t *sess = iscsi_conn_describe_sess(s->conn);
 
         if (o != NULL) {
             json_object_set_new(o, "reactor", json_integer(id));
             json_array_append_new(ctx->conns, o);
         }
+        if (sess != NULL) {
+            json_object_set_new(sess, "reactor", json_integer(id));
+            json_array_append_new(ctx->sessions, sess);
+        }
     }
 }
 
-/* Connections of every reactor (a new array); RPC thread only. */
-json_t *iscsi_target_connections(void);
-json_t *
-iscsi_target_connections(void)
+/*
+ * Connections and sessions of every reactor (new arrays); RPC thread only.
+ * A session is described by its first connection, on its own reactor.
+ */
+void iscsi_target_connections(json_t **conns, json_t **sessions);
+void
+iscsi_target_connections(json_t **conns, json_t **sessions)
 {
-    struct list_ctx ctx = {.conns = json_array()};
+    struct list_ctx ctx = {.conns = json_array(), .sessions = json_array()};
 
     for (unsigned i = 0; g_isc.started && i < g_isc.nr_reactors; i++) {
         ioc_reactor_call_sync(ioc_reactor_get(i), list_conns_msg, &ctx);
     }
-    return ctx.conns;
+    *conns = ctx.conns;
+    *sessions = ctx.sessions;
 }

@@ -32,7 +32,7 @@ struct iscsi_opts g_iscsi_opts = {
     .initial_r2t = false,
     .immediate_data = true,
     .max_outstanding_r2t = 1,
-    .max_connections = 1,
+    .max_connections = 8,       /* ISCSI_MAX_CONNS */
     .allow_digests = true,
 };
 

@@ -160,13 +160,26 @@ scsi_lun_reset(struct iscsi_lun *lu, uint16_t asc_ascq)
     pthread_mutex_unlock(&lu->lock);
 }
 
-/* Nexus list: a port appears once however many sessions it has (one here). */
+/*
+ * Nexus list: a port appears once with the number of its sessions (two for a
+ * moment while a session reinstates an older one of the same ISID).
+ */
 void
-scsi_nexus_add(struct iscsi_lun *lu, const char *port)
+scsi_nexus_add(struct iscsi_lun *lu, const char *port, uint16_t asc_ascq)
 {
+    unsigned i;
+
     pthread_mutex_lock(&lu->lock);
-    if (lu->nnexus < SCSI_UA_MAX) {
-        snprintf(lu->nexus[lu->nnexus++], sizeof(lu->nexus[0]), "%s", port);
+    for (i = 0; i < lu->nnexus && strcmp(lu->nexus[i], port) != 0; i++) {
+    }
+    if (i < lu->nnexus) {
+        lu->nexus_refs[i]++;
+    } else if (lu->nnexus < SCSI_UA_MAX) {
+        snprintf(lu->nexus[lu->nnexus], sizeof(lu->nexus[0]), "%s", port);
+        lu->nexus_refs[lu->nnexus++] = 1;
+    }
+    if (asc_ascq != 0) {
+        scsi_ua_queue_port_locked(lu, port, asc_ascq);
     }
     pthread_mutex_unlock(&lu->lock);
 }
@@ -174,18 +187,25 @@ scsi_nexus_add(struct iscsi_lun *lu, const char *port)
 void
 scsi_nexus_gone(struct iscsi_lun *lu, const char *port)
 {
+    unsigned i;
+
     pthread_mutex_lock(&lu->lock);
+    for (i = 0; i < lu->nnexus && strcmp(lu->nexus[i], port) != 0; i++) {
+    }
+    if (i < lu->nnexus && --lu->nexus_refs[i] > 0) {
+        pthread_mutex_unlock(&lu->lock);
+        return; /* another session of the same nexus lives on */
+    }
+    if (i < lu->nnexus) {
+        lu->nnexus--;
+        memcpy(lu->nexus[i], lu->nexus[lu->nnexus], sizeof(lu->nexus[0]));
+        lu->nexus_refs[i] = lu->nexus_refs[lu->nnexus];
+    }
     if (strcmp(lu->pr.spc2_holder, port) == 0) {
         lu->pr.spc2_holder[0] = '\0';
     }
-    for (unsigned i = 0; i < lu->nnexus; i++) {
-        if (strcmp(lu->nexus[i], port) == 0) {
-            memcpy(lu->nexus[i], lu->nexus[--lu->nnexus], sizeof(lu->nexus[0]));
-            break;
-        }
-    }
     /* its pending unit attentions go with it */
-    for (unsigned i = 0; i < lu->nua;) {
+    for (i = 0; i < lu->nua;) {
         if (strcmp(lu->ua[i].port, port) == 0) {
             lu->ua[i] = lu->ua[--lu->nua];
         } else {

@@ -721,6 +721,12 @@ spc_report_ua(struct scsi_task *t)
 void
 scsi_ua_queue_port_locked(struct iscsi_lun *lu, const char *port, uint16_t asc_ascq)
 {
+    for (unsigned i = 0; i < lu->nua; i++) {
+        if (lu->ua[i].asc == (uint8_t)(asc_ascq >> 8) && lu->ua[i].ascq == (uint8_t)asc_ascq &&
+            strcmp(lu->ua[i].port, port) == 0) {
+            return; /* the same condition is pending: report it once */
+        }
+    }
     if (lu->nua == SCSI_UA_MAX) {
         return;
     }

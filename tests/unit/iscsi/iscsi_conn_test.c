@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 
 #include "bdev/malloc/bdev_malloc.h"
-#include "target/iscsi/iscsi_internal.h"
+#include "target/iscsi/iscsi_conn_priv.h"
 
 #define DISK_SIZE (4u << 20)
 #define BLOCK     512u
@@ -184,11 +184,30 @@ h_login_step(struct harness *h, uint8_t flags, const char *keys, size_t klen, ch
 #define KEYS(s) s, sizeof(s) - 1
 
 static void h_login_digests(struct harness *h, const char *target, bool digests);
+static void h_scsi(struct harness *h, const uint8_t *cdb, size_t cdblen, uint8_t flags,
+                   uint32_t edtl, const void *imm, uint32_t immlen);
+static int h_scsi_result(struct harness *h, uint8_t *buf, size_t max, uint8_t *sense);
+
+/* A new I_T nexus: the first TEST UNIT READY reports the power-on UA once. */
+static void
+h_power_on_ua(struct harness *h)
+{
+    uint8_t tur[16] = {0}, sense[18];
+
+    h_scsi(h, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_scsi_result(h, NULL, 0, sense), SCSI_CHECK_CONDITION);
+    assert_int_equal(sense[2], SK_UNIT_ATTENTION);
+    assert_int_equal(sense[12], 0x29);
+    assert_int_equal(sense[13], 0x00);
+    h_scsi(h, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_scsi_result(h, NULL, 0, NULL), SCSI_GOOD);
+}
 
 static void
 h_login(struct harness *h, const char *target)
 {
     h_login_digests(h, target, false);
+    h_power_on_ua(h);
 }
 
 static void
@@ -642,6 +661,305 @@ test_iscsi_login_chap_sha256(void **state)
     h_fini(&h);
 }
 
+
+/* ------------------------------------------------- sessions with several connections */
+
+/* Login options of one connection of a (maybe shared) session. */
+struct h_login_opts {
+    uint16_t tsih;         /* 0: a new session */
+    uint16_t cid;
+    uint8_t isid;          /* last ISID byte */
+    const char *op_keys;   /* operational stage keys, "\0"-separated, NULL: defaults */
+    size_t op_len;
+};
+
+/* Log in with o; returns the final status; *tsih gets the TSIH answered. */
+static int
+h_login_opts(struct harness *h, const char *target, const struct h_login_opts *o, uint16_t *tsih,
+             char *resp, size_t rmax)
+{
+    static const char defaults[] = "HeaderDigest=None\0DataDigest=None\0MaxConnections=4\0";
+    char keys[512], r0[1024];
+    uint8_t bhs[48], rsp[48];
+    int len, n, st;
+
+    if (resp != NULL) {
+        memset(resp, 0, rmax);
+    }
+    len = snprintf(keys, sizeof(keys), "InitiatorName=" INIT "%cSessionType=Normal%c"
+                   "TargetName=%s%cAuthMethod=None%c", 0, 0, target, 0, 0);
+    for (int step = 0; step < 2; step++) {
+        const char *k = step == 0 ? keys : o->op_keys ? o->op_keys : defaults;
+        size_t klen = step == 0 ? (size_t)len : o->op_keys ? o->op_len : sizeof(defaults) - 1;
+
+        login_bhs(bhs, step == 0 ? 0x81 : 0x80 | (1 << 2) | 0x03, h->itt++);
+        bhs[13] = o->isid;
+        *(uint16_t *)(bhs + 14) = htobe16(o->tsih);
+        *(uint16_t *)(bhs + 20) = htobe16(o->cid);
+        *(uint32_t *)(bhs + 24) = htobe32(h->cmdsn);
+        h_send(h, bhs, k, (uint32_t)klen);
+        n = h_recv(h, rsp, (uint8_t *)(step == 0 ? r0 : resp), step == 0 ? sizeof(r0) : rmax);
+        assert_true(n >= 0);
+        assert_int_equal(rsp[0], ISCSI_OP_LOGIN_RSP);
+        st = rsp[36] << 8 | rsp[37];
+        if (step == 1 && resp != NULL && (size_t)n < rmax) {
+            resp[n] = '\0';
+        }
+        if (tsih != NULL) {
+            *tsih = be16toh(*(uint16_t *)(rsp + 14));
+        }
+        if (st != 0) {
+            return st;
+        }
+    }
+    return 0;
+}
+
+/* Does the "\0"-separated text hold this pair? */
+static bool
+text_has(const char *text, size_t len, const char *pair)
+{
+    return memmem(text, len, pair, strlen(pair) + 1) != NULL;
+}
+
+static void
+test_iscsi_sess_two_connections_share_cmdsn(void **state)
+{
+    struct harness a, b;
+    struct h_login_opts oa = {.cid = 0, .isid = 21}, ob = {.cid = 1, .isid = 21};
+    uint8_t wcdb[16] = {0x2a, 0, 0, 0, 0, 64, 0, 0, 8}, rcdb[16] = {0x28, 0, 0, 0, 0, 64, 0, 0, 8};
+    static uint8_t data[8 * BLOCK], back[8 * BLOCK];
+    uint8_t bhs[48];
+    uint16_t tsih = 0, tsih_b = 0;
+    char resp[1024];
+
+    (void)state;
+    memset(data, 0x5a, sizeof(data));
+    h_init(&a);
+    h_init(&b);
+    assert_int_equal(h_login_opts(&a, IQN, &oa, &tsih, resp, sizeof(resp)), 0);
+    assert_true(tsih != 0);
+    assert_true(text_has(resp, sizeof(resp), "MaxConnections=4"));
+    h_power_on_ua(&a);
+    /* the second connection names the session: same TSIH back, no second power-on UA */
+    ob.tsih = tsih;
+    b.cmdsn = a.cmdsn;
+    assert_int_equal(h_login_opts(&b, IQN, &ob, &tsih_b, NULL, 0), 0);
+    assert_int_equal(tsih_b, tsih);
+    /* a write on A, its read-back on B: one command window for both */
+    a.cmdsn = b.cmdsn;
+    h_scsi(&a, wcdb, 10, ISCSI_CMD_WRITE, sizeof(data), data, sizeof(data));
+    assert_int_equal(h_scsi_result(&a, NULL, 0, NULL), SCSI_GOOD);
+    b.cmdsn = a.cmdsn;
+    h_scsi(&b, rcdb, 10, ISCSI_CMD_READ, sizeof(back), NULL, 0);
+    memset(bhs, 0, sizeof(bhs));
+    assert_int_equal(h_scsi_result(&b, back, sizeof(back), NULL), SCSI_GOOD);
+    assert_memory_equal(back, data, sizeof(data));
+    assert_int_equal(iscsi_sess_live_conns(a.c->sess), 2);
+    assert_ptr_equal(a.c->sess, b.c->sess);
+    assert_int_equal(a.c->sess->exp_cmdsn, b.cmdsn);
+    h_fini(&b);
+    /* B went away (peer gone at ERL 0): the session failed, A with it */
+    h_poll();
+    assert_true(iscsi_conn_finished(a.c));
+    h_fini(&a);
+}
+
+static void
+test_iscsi_sess_cmdsn_waits_for_other_connection(void **state)
+{
+    struct harness a, b;
+    struct h_login_opts oa = {.cid = 0, .isid = 22}, ob = {.cid = 1, .isid = 22};
+    uint8_t tur[16] = {0}, bhs[48];
+    uint16_t tsih;
+    uint32_t first;
+
+    (void)state;
+    h_init(&a);
+    h_init(&b);
+    assert_int_equal(h_login_opts(&a, IQN, &oa, &tsih, NULL, 0), 0);
+    h_power_on_ua(&a);
+    ob.tsih = tsih;
+    b.cmdsn = a.cmdsn;
+    assert_int_equal(h_login_opts(&b, IQN, &ob, NULL, NULL, 0), 0);
+    /* CmdSN N+1 arrives on B before N on A: B waits, nothing is answered */
+    first = a.cmdsn;
+    b.cmdsn = first + 1;
+    h_scsi(&b, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_recv(&b, bhs, NULL, 0), -1);
+    assert_int_equal(a.c->sess->exp_cmdsn, first);
+    /* N on A: both run, in order */
+    h_scsi(&a, tur, 6, 0, 0, NULL, 0);
+    h_poll();
+    assert_int_equal(h_scsi_result(&a, NULL, 0, NULL), SCSI_GOOD);
+    assert_int_equal(h_scsi_result(&b, NULL, 0, NULL), SCSI_GOOD);
+    assert_int_equal(a.c->sess->exp_cmdsn, first + 2);
+    /* StatSN is per connection: each counts its own responses */
+    assert_true(a.c->statsn != b.c->statsn);
+    /* a CmdSN below the window is still dropped, not held */
+    b.cmdsn = first;
+    h_scsi(&b, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_recv(&b, bhs, NULL, 0), -1);
+    assert_int_equal(a.c->sess->exp_cmdsn, first + 2);
+    iscsi_conn_drop(b.c, "test");
+    h_fini(&b);
+    assert_false(iscsi_conn_finished(a.c));
+    h_fini(&a);
+}
+
+static void
+test_iscsi_sess_join_checks(void **state)
+{
+    struct harness a, b, c, d;
+    struct h_login_opts oa = {.cid = 0, .isid = 23, .op_keys = "MaxConnections=2\0",
+                              .op_len = sizeof("MaxConnections=2\0") - 1};
+    struct h_login_opts o;
+    uint8_t tur[16] = {0};
+    uint16_t tsih;
+    char resp[1024];
+
+    (void)state;
+    h_init(&a);
+    assert_int_equal(h_login_opts(&a, IQN, &oa, &tsih, resp, sizeof(resp)), 0);
+    assert_string_equal(resp, "MaxConnections=2");
+    h_power_on_ua(&a);
+    /* an unknown TSIH, or the right one with another ISID: no such session */
+    h_init(&b);
+    o = (struct h_login_opts){.tsih = (uint16_t)(tsih + 100), .cid = 1, .isid = 23};
+    assert_int_equal(h_login_opts(&b, IQN, &o, NULL, NULL, 0), ISCSI_LOGIN_SESSION_NOT_FOUND);
+    h_fini(&b);
+    h_init(&b);
+    o = (struct h_login_opts){.tsih = tsih, .cid = 1, .isid = 99};
+    assert_int_equal(h_login_opts(&b, IQN, &o, NULL, NULL, 0), ISCSI_LOGIN_SESSION_NOT_FOUND);
+    h_fini(&b);
+    /* a second connection: leading-only keys are Irrelevant there */
+    h_init(&b);
+    o = (struct h_login_opts){.tsih = tsih, .cid = 1, .isid = 23,
+                              .op_keys = "MaxBurstLength=4096\0HeaderDigest=None\0",
+                              .op_len = sizeof("MaxBurstLength=4096\0HeaderDigest=None\0") - 1};
+    b.cmdsn = a.cmdsn;
+    assert_int_equal(h_login_opts(&b, IQN, &o, NULL, resp, sizeof(resp)), 0);
+    assert_true(text_has(resp, sizeof(resp), "MaxBurstLength=Irrelevant"));
+    assert_int_equal(b.c->params.max_burst, a.c->params.max_burst);
+    /* a third is one too many (MaxConnections=2) */
+    h_init(&c);
+    o = (struct h_login_opts){.tsih = tsih, .cid = 2, .isid = 23};
+    assert_int_equal(h_login_opts(&c, IQN, &o, NULL, NULL, 0), ISCSI_LOGIN_TOO_MANY_CONNS);
+    h_fini(&c);
+    /* reusing B's CID reinstates it: B closes, D takes its place */
+    h_init(&d);
+    o = (struct h_login_opts){.tsih = tsih, .cid = 1, .isid = 23};
+    d.cmdsn = a.cmdsn;
+    assert_int_equal(h_login_opts(&d, IQN, &o, NULL, NULL, 0), 0);
+    h_poll();
+    assert_true(iscsi_conn_finished(b.c));
+    assert_false(iscsi_conn_finished(a.c));
+    h_fini(&b);
+    h_scsi(&d, tur, 6, 0, 0, NULL, 0);
+    assert_int_equal(h_scsi_result(&d, NULL, 0, NULL), SCSI_GOOD);
+    assert_int_equal(iscsi_sess_live_conns(a.c->sess), 2);
+    h_fini(&d);
+    h_fini(&a);
+}
+
+static void
+h_logout(struct harness *h, uint8_t reason, uint16_t cid, uint8_t *rsp)
+{
+    uint8_t bhs[48] = {0};
+
+    bhs[0] = ISCSI_OP_LOGOUT_REQ | ISCSI_FLAG_IMMEDIATE;
+    bhs[1] = 0x80 | reason;
+    *(uint32_t *)(bhs + 16) = htobe32(h->itt++);
+    *(uint16_t *)(bhs + 20) = htobe16(cid);
+    *(uint32_t *)(bhs + 24) = htobe32(h->cmdsn);
+    h_send(h, bhs, NULL, 0);
+    assert_int_equal(h_recv(h, rsp, NULL, 0), 0);
+    assert_int_equal(rsp[0], ISCSI_OP_LOGOUT_RSP);
+}
+
+static void
+test_iscsi_sess_logout_reasons(void **state)
+{
+    struct harness a, b, c;
+    struct h_login_opts o = {.cid = 0, .isid = 24};
+    uint8_t rsp[48];
+    uint16_t tsih;
+
+    (void)state;
+    h_init(&a);
+    assert_int_equal(h_login_opts(&a, IQN, &o, &tsih, NULL, 0), 0);
+    h_init(&b);
+    h_init(&c);
+    o.tsih = tsih;
+    o.cid = 1;
+    assert_int_equal(h_login_opts(&b, IQN, &o, NULL, NULL, 0), 0);
+    o.cid = 2;
+    assert_int_equal(h_login_opts(&c, IQN, &o, NULL, NULL, 0), 0);
+    assert_int_equal(iscsi_sess_live_conns(a.c->sess), 3);
+    /* close an unknown CID: "CID not found", nothing closes */
+    h_logout(&a, ISCSI_LOGOUT_CLOSE_CONN, 9, rsp);
+    assert_int_equal(rsp[2], ISCSI_LOGOUT_RSP_NO_CID);
+    /* close B from A: B goes at once, the answer comes on A, the session lives */
+    h_logout(&a, ISCSI_LOGOUT_CLOSE_CONN, 1, rsp);
+    assert_int_equal(rsp[2], ISCSI_LOGOUT_RSP_OK);
+    h_poll();
+    assert_true(iscsi_conn_finished(b.c));
+    assert_false(iscsi_conn_finished(a.c));
+    h_fini(&b);
+    assert_int_equal(iscsi_sess_live_conns(a.c->sess), 2);
+    /* recovery is not offered at ERL 0 */
+    h_logout(&c, ISCSI_LOGOUT_RECOVERY, 0, rsp);
+    assert_int_equal(rsp[2], ISCSI_LOGOUT_RSP_NO_RECOVERY);
+    /* close the session from C: A and C both end */
+    h_logout(&c, ISCSI_LOGOUT_CLOSE_SESSION, 2, rsp);
+    assert_int_equal(rsp[2], ISCSI_LOGOUT_RSP_OK);
+    h_poll();
+    assert_true(iscsi_conn_finished(a.c));
+    assert_true(iscsi_conn_finished(c.c));
+    /* the TSIH is gone */
+    assert_null(iscsi_sess_find(g_r, tsih));
+    h_fini(&a);
+    h_fini(&c);
+}
+
+static void
+test_iscsi_sess_failure_and_reinstatement(void **state)
+{
+    struct harness a, b, c;
+    struct h_login_opts o = {.cid = 0, .isid = 25};
+    uint8_t junk[48];
+    uint16_t tsih, tsih_c;
+
+    (void)state;
+    memset(junk, 0xff, sizeof(junk));
+    h_init(&a);
+    assert_int_equal(h_login_opts(&a, IQN, &o, &tsih, NULL, 0), 0);
+    h_init(&b);
+    o.tsih = tsih;
+    o.cid = 1;
+    assert_int_equal(h_login_opts(&b, IQN, &o, NULL, NULL, 0), 0);
+    /* a protocol error on B fails the whole session at ERL 0 */
+    h_feed(&b, junk, sizeof(junk));
+    h_poll();
+    assert_true(iscsi_conn_finished(b.c));
+    assert_true(iscsi_conn_finished(a.c));
+    h_fini(&a);
+    h_fini(&b);
+    /* a new session with the ISID of a live one reinstates it: the old one closes */
+    h_init(&a);
+    o = (struct h_login_opts){.cid = 0, .isid = 25};
+    assert_int_equal(h_login_opts(&a, IQN, &o, &tsih, NULL, 0), 0);
+    h_init(&c);
+    assert_int_equal(h_login_opts(&c, IQN, &o, &tsih_c, NULL, 0), 0);
+    assert_true(tsih_c != tsih);
+    h_poll();
+    assert_true(iscsi_conn_finished(a.c));
+    assert_false(iscsi_conn_finished(c.c));
+    h_fini(&a);
+    h_power_on_ua(&c);
+    h_fini(&c);
+}
+
 /* ----------------------------------------------------------------- setup */
 
 static int
@@ -691,6 +1009,11 @@ main(void)
         cmocka_unit_test(test_iscsi_conn_abort_task_answers),
         cmocka_unit_test(test_iscsi_conn_lun_reset_unit_attention),
         cmocka_unit_test(test_iscsi_login_chap_sha256),
+        cmocka_unit_test(test_iscsi_sess_two_connections_share_cmdsn),
+        cmocka_unit_test(test_iscsi_sess_cmdsn_waits_for_other_connection),
+        cmocka_unit_test(test_iscsi_sess_join_checks),
+        cmocka_unit_test(test_iscsi_sess_logout_reasons),
+        cmocka_unit_test(test_iscsi_sess_failure_and_reinstatement),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
