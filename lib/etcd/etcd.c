@@ -262,6 +262,26 @@ ioc_etcd_range(struct ioc_etcd *e, const char *key, bool prefix, struct ioc_etcd
 }
 
 int
+ioc_etcd_range_keys(struct ioc_etcd *e, const char *prefix, struct ioc_etcd_kvs *out,
+                    struct ioc_err *err)
+{
+    json_t *req = ioc_etcd_json_range(prefix, true), *resp;
+    int rc;
+
+    if (req != NULL && json_object_set_new(req, "keys_only", json_true()) < 0) {
+        json_decref(req);
+        req = NULL;
+    }
+    rc = etcd_call_new(e, "/v3/kv/range", req, &resp, err);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = ioc_etcd_decode_kvs(resp, out);
+    json_decref(resp);
+    return rc < 0 ? ioc_err_set(err, rc, "etcd: malformed range answer") : 0;
+}
+
+int
 ioc_etcd_get(struct ioc_etcd *e, const char *key, char **value, int64_t *mod_revision,
              struct ioc_err *err)
 {

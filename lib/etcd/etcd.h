@@ -169,6 +169,10 @@ void ioc_etcd_set_timeout(struct ioc_etcd *etcd, long timeout_ms);
 int ioc_etcd_range(struct ioc_etcd *etcd, const char *key, bool prefix, struct ioc_etcd_kvs *out,
                    struct ioc_err *err);
 
+/** Like ioc_etcd_range with prefix, keys only: every value comes back "". */
+int ioc_etcd_range_keys(struct ioc_etcd *etcd, const char *prefix, struct ioc_etcd_kvs *out,
+                        struct ioc_err *err);
+
 /** One key's value as a new string (*value); -ENOENT when absent. */
 int ioc_etcd_get(struct ioc_etcd *etcd, const char *key, char **value, int64_t *mod_revision,
                  struct ioc_err *err);

@@ -172,6 +172,7 @@ static const struct field g_volume_fields[] = {
     {"protocols", F_PROTOCOLS, false, 0, 0, dflt_nbd},
     {"nexusNode", F_NAME, false, 0, 0, NULL},
     {"nodeSelector", F_LABELS, false, 0, 0, NULL},
+    {"rebuildRate", F_SIZE, false, 4096, 1, NULL}, /* bytes/s a nexus rebuild may copy */
     {NULL, 0, false, 0, 0, NULL},
 };
 

@@ -18,7 +18,11 @@
  *      one is reused, so identities and contents survive restarts), its NBD
  *      export, and the nexus when this node hosts it (only if the daemon
  *      serves nexus_create; otherwise the report says so),
- *   4. a report per volume at /ioc/v1/replica/<volume>/<node>.
+ *   4. once the controller says a newer generation is established
+ *      (replica.retireBelow), the exports and replica bdevs of older
+ *      generations (VOL@gen=N, VOL.gN) are removed: their IO was already
+ *      fenced; this only lets go of what they hold,
+ *   5. a report per volume at /ioc/v1/replica/<volume>/<node>.
  *
  * Requests go through the daemon's own RPC socket rather than calling
  * ioc_rpc_handle(): handlers assume the RPC thread's one-at-a-time
@@ -32,6 +36,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -570,12 +575,14 @@ agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct
             json_object_set_new(report, "nexus", json_pack("{s:s}", "state", "pending"));
             return 0; /* wait until every reachable replica serves this generation */
         }
-        rc = agent_call(a, "nexus_create", json_pack("{s:s, s:O, s:O, s:O}", "name", vol,
-                                                     "size", json_object_get(as, "size"),
-                                                     "children", json_object_get(nx, "children"),
-                                                     "generation",
-                                                     json_object_get(nx, "generation")),
-                        NULL, err);
+        json_t *params = json_pack("{s:s, s:O, s:O, s:O}", "name", vol, "size",
+                                   json_object_get(as, "size"), "children",
+                                   json_object_get(nx, "children"), "generation",
+                                   json_object_get(nx, "generation"));
+        if (json_is_integer(json_object_get(nx, "rebuildRate"))) {
+            json_object_set(params, "rebuild_rate", json_object_get(nx, "rebuildRate"));
+        }
+        rc = agent_call(a, "nexus_create", params, NULL, err);
         if (rc == 0) {
             IOC_NOTICE("agent", "volume %s: nexus created, generation %lld", vol,
                        (long long)json_integer_value(json_object_get(nx, "generation")));
@@ -601,6 +608,72 @@ agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct
     json_object_set_new(report, "nexus", st);
     json_decref(list);
     return rc;
+}
+
+/* The generation N of a replica bdev name VOL.gN; -1 if name is not one of vol's. */
+static long long
+replica_bdev_generation(const char *name, const char *vol)
+{
+    size_t vl = strlen(vol);
+    char *end = NULL;
+    long long g;
+
+    if (name == NULL || strncmp(name, vol, vl) != 0 || name[vl] != '.' || name[vl + 1] != 'g' ||
+        name[vl + 2] < '0' || name[vl + 2] > '9') {
+        return -1;
+    }
+    errno = 0;
+    g = strtoll(name + vl + 2, &end, 10);
+    return errno == 0 && *end == '\0' ? g : -1;
+}
+
+/*
+ * Generations older than replica.retireBelow (set by the controller once
+ * every replica is in sync at a newer one): unexport and delete their
+ * replica bdevs. Their IO was already rejected (fenced); the base volume and
+ * its data stay. A bdev still held (a connection draining) goes next pass.
+ */
+static void
+agent_replica_retire(struct agent *a, const char *vol, json_t *as)
+{
+    json_t *r = json_object_get(as, "replica"), *list = NULL, *x;
+    json_int_t below = json_integer_value(json_object_get(r, "retireBelow"));
+    struct ioc_err err = {0};
+    size_t i;
+
+    if (below < 2) {
+        return;
+    }
+    agent_call(a, "nbd_export_list", NULL, &list, NULL);
+    json_array_foreach(list, i, x) {
+        long long g = replica_bdev_generation(json_string_value(json_object_get(x, "bdev")), vol);
+        if (g >= 0 && g < below &&
+            agent_call(a, "nbd_export_remove", json_pack("{s:O}", "name",
+                                                         json_object_get(x, "name")),
+                       NULL, &err) == 0) {
+            IOC_NOTICE("agent", "volume %s: export %s of generation %lld removed", vol,
+                       json_string_value(json_object_get(x, "name")), g);
+        }
+        ioc_err_clear(&err);
+    }
+    json_decref(list);
+    list = NULL;
+    agent_call(a, "bdev_list", NULL, &list, NULL);
+    json_array_foreach(list, i, x) {
+        const char *name = json_string_value(json_object_get(x, "name"));
+        long long g = replica_bdev_generation(name, vol);
+        if (g < 0 || g >= below) {
+            continue;
+        }
+        if (agent_call(a, "bdev_delete", json_pack("{s:s}", "name", name), NULL, &err) == 0) {
+            IOC_NOTICE("agent", "volume %s: replica bdev %s of generation %lld deleted", vol,
+                       name, g);
+        } else {
+            IOC_INFO("agent", "volume %s: %s (retried next pass)", vol, err.msg);
+        }
+        ioc_err_clear(&err);
+    }
+    json_decref(list);
 }
 
 /*
@@ -646,6 +719,7 @@ agent_assignments(struct agent *a)
             json_object_set_new(report, "message", json_string(err.msg));
             IOC_WARN("agent", "volume %s: %s", vol, err.msg);
         }
+        agent_replica_retire(a, vol, as);
         snprintf(key, sizeof(key), IOC_KEY_ROOT "replica/%s/%s", vol, a->opts.node);
         agent_put(a, key, report, a->lease);
     }

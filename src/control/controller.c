@@ -26,6 +26,13 @@
  *   moving it bumps status.generation. With one replica there is no nexus:
  *   the replica's own export is the volume's URI.
  * - assignments /ioc/v1/assign/<node>/<volume> tell each agent what to run.
+ * - once a replicated Volume is Online at generation G (every replica in
+ *   sync in the nexus of G), status.establishedGeneration = G: the replica
+ *   assignments carry retireBelow = G (agents drop the exports and replica
+ *   bdevs of older generations) and the membership records of older
+ *   generations (/ioc/v1/nexus/<volume>/<gen>) are deleted; a new nexus
+ *   only ever reads the newest record, and G's was written when its nexus
+ *   was created. A deleted Volume's records go with its status.
  *
  * Status is recomputed from scratch from specs, agent reports and the
  * previous status, so a new leader continues where the old one stopped.
@@ -36,6 +43,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -452,9 +460,9 @@ ctl_replica_states(struct world *w, const char *vol, json_t *vspec, json_t *st, 
  * is created only then, so it does not start with a full rebuild).
  */
 static json_t *
-assignment_nexus(json_t *st, json_t *reports)
+assignment_nexus(json_t *vspec, json_t *st, json_t *reports)
 {
-    json_t *children = json_array(), *keep = json_array(), *r;
+    json_t *children = json_array(), *keep = json_array(), *r, *nx;
     bool complete = true;
     size_t i;
 
@@ -469,9 +477,13 @@ assignment_nexus(json_t *st, json_t *reports)
             complete = false;
         }
     }
-    return json_pack("{s:o, s:o, s:b, s:O}", "children", children, "keep", keep, "complete",
-                     complete && json_array_size(children) > 0, "generation",
-                     json_object_get(st, "generation"));
+    nx = json_pack("{s:o, s:o, s:b, s:O}", "children", children, "keep", keep, "complete",
+                   complete && json_array_size(children) > 0, "generation",
+                   json_object_get(st, "generation"));
+    if (json_is_integer(json_object_get(vspec, "rebuildRate"))) {
+        json_object_set(nx, "rebuildRate", json_object_get(vspec, "rebuildRate"));
+    }
+    return nx;
 }
 
 static json_t *
@@ -480,6 +492,7 @@ assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t 
     json_t *reps = json_object_get(st, "replicas"), *r, *as;
     bool single = json_integer_value(json_object_get(vspec, "replicas")) == 1;
     const char *nexus = json_string_value(json_object_get(st, "nexusNode"));
+    json_int_t established = json_integer_value(json_object_get(st, "establishedGeneration"));
     char exp[192];
     size_t i;
 
@@ -488,16 +501,17 @@ assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t 
     replica_export(vol, vspec, st, exp, sizeof(exp));
     json_array_foreach(reps, i, r) {
         if (strcmp(json_string_value(json_object_get(r, "node")), node) == 0) {
-            json_object_set_new(as, "replica", json_pack("{s:O, s:s, s:O}", "pool",
-                                                         json_object_get(r, "pool"), "export",
-                                                         exp, "generation",
-                                                         single ? json_null()
-                                                                : json_object_get(st,
-                                                                                  "generation")));
+            json_t *rep = json_pack("{s:O, s:s, s:O}", "pool", json_object_get(r, "pool"),
+                                    "export", exp, "generation",
+                                    single ? json_null() : json_object_get(st, "generation"));
+            if (!single && established > 1) {
+                json_object_set_new(rep, "retireBelow", json_integer(established));
+            }
+            json_object_set_new(as, "replica", rep);
         }
     }
     if (!single && nexus != NULL && strcmp(nexus, node) == 0) {
-        json_object_set_new(as, "nexus", assignment_nexus(st, reports));
+        json_object_set_new(as, "nexus", assignment_nexus(vspec, st, reports));
     }
     return as;
 }
@@ -542,20 +556,43 @@ ctl_phase(json_t *vspec, json_t *st, json_t *reports)
 
 /* ---- one volume ---- */
 
-/* Existing assignment keys: full key -> value text. */
+/* Existing keys under prefix: full key -> value text ("" with keys_only: nexus records). */
 static json_t *
-ctl_assign_keys(struct controller *c)
+ctl_keys(struct controller *c, const char *prefix, bool keys_only)
 {
     struct ioc_etcd_kvs kvs = {0};
     json_t *all = json_object();
 
-    if (ioc_etcd_range(c->etcd, IOC_KEY_ROOT "assign/", true, &kvs, NULL) == 0) {
+    if ((keys_only ? ioc_etcd_range_keys(c->etcd, prefix, &kvs, NULL)
+                   : ioc_etcd_range(c->etcd, prefix, true, &kvs, NULL)) == 0) {
         for (size_t i = 0; i < kvs.count; i++) {
             json_object_set_new(all, kvs.kvs[i].key, json_string(kvs.kvs[i].value));
         }
     }
     ioc_etcd_kvs_free(&kvs);
     return all;
+}
+
+/* The generation of a membership record key /ioc/v1/nexus/<vol>/<gen>; -1 if not vol's. */
+static long long
+record_generation(const char *key, const char *vol)
+{
+    size_t pl = strlen(IOC_KEY_ROOT_NEXUS), vl = strlen(vol);
+    const char *g;
+    char *end = NULL;
+    long long gen;
+
+    if (strncmp(key, IOC_KEY_ROOT_NEXUS, pl) != 0 || strncmp(key + pl, vol, vl) != 0 ||
+        key[pl + vl] != '/') {
+        return -1;
+    }
+    g = key + pl + vl + 1;
+    if (*g < '0' || *g > '9') {
+        return -1;
+    }
+    errno = 0;
+    gen = strtoll(g, &end, 10);
+    return errno == 0 && *end == '\0' ? gen : -1;
 }
 
 /* Is key /ioc/v1/assign/<node>/<vol>? */
@@ -639,9 +676,37 @@ ctl_assign(const char *vol, json_t *vspec, json_t *st, json_t *reports, json_t *
     json_decref(want);
 }
 
+/*
+ * Once every replica is in sync in the nexus of the current generation, that
+ * generation is established: older replica exports and records can go.
+ */
+static void
+ctl_establish(const char *vol, json_t *vspec, json_t *st, const char *phase, json_t *records,
+              struct opbuf *b)
+{
+    json_int_t gen = json_integer_value(json_object_get(st, "generation"));
+    json_int_t est = json_integer_value(json_object_get(st, "establishedGeneration"));
+    const char *key;
+    json_t *v;
+
+    if (json_integer_value(json_object_get(vspec, "replicas")) < 2) {
+        return;
+    }
+    if (strcmp(phase, "Online") == 0 && gen > est) {
+        est = gen;
+        json_object_set_new(st, "establishedGeneration", json_integer(est));
+    }
+    json_object_foreach(records, key, v) {
+        long long g = record_generation(key, vol);
+        if (g >= 0 && g < est) {
+            opbuf_add(b, IOC_ETCD_OP_DELETE, key, NULL);
+        }
+    }
+}
+
 static void
 ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
-           json_t *existing)
+           json_t *existing, json_t *records)
 {
     json_t *vspec = json_object_get(doc, "spec"), *old = json_object_get(w->vstatus, vol);
     json_t *st = old != NULL ? json_deep_copy(old) : json_object(), *reports = NULL;
@@ -667,6 +732,7 @@ ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
         IOC_NOTICE("control", "volume %s: %s", vol, phase);
     }
     json_object_set_new(st, "phase", json_string(phase));
+    ctl_establish(vol, vspec, st, phase, records, &b);
     ctl_assign(vol, vspec, st, reports, existing, &b);
     if (old == NULL || !json_equal(old, st)) {
         ioc_resource_key(IOC_KIND_VOLUME, vol, true, key, sizeof(key));
@@ -680,13 +746,13 @@ ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
     json_decref(st);
 }
 
-/* Volumes deleted by the user: their assignments and status go too. */
+/* Volumes deleted by the user: their assignments, status and membership records go too. */
 static void
-ctl_gc(struct controller *c, struct world *w, json_t *existing)
+ctl_gc(struct controller *c, struct world *w, json_t *existing, json_t *records)
 {
     struct opbuf b = {0};
-    const char *key, *vol;
-    json_t *v;
+    const char *key, *vol, *rkey;
+    json_t *v, *rv;
     char k[256];
 
     json_object_foreach(existing, key, v) {
@@ -699,6 +765,11 @@ ctl_gc(struct controller *c, struct world *w, json_t *existing)
         if (json_object_get(w->volumes, vol) == NULL) {
             ioc_resource_key(IOC_KIND_VOLUME, vol, true, k, sizeof(k));
             opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+            json_object_foreach(records, rkey, rv) {
+                if (record_generation(rkey, vol) >= 0) {
+                    opbuf_add(&b, IOC_ETCD_OP_DELETE, rkey, NULL);
+                }
+            }
         }
     }
     if (b.nops > 0) {
@@ -712,22 +783,24 @@ ctl_reconcile(struct controller *c)
 {
     struct ioc_err err = {0};
     struct world w;
-    json_t *existing, *doc;
+    json_t *existing, *records, *doc;
     const char *vol;
 
     if (world_load(c, &w, &err) < 0) {
         return;
     }
-    existing = ctl_assign_keys(c);
+    existing = ctl_keys(c, IOC_KEY_ROOT "assign/", false);
+    records = ctl_keys(c, IOC_KEY_ROOT_NEXUS, true);
     json_object_foreach(w.volumes, vol, doc) {
         if (!c->leader) {
             break;
         }
-        ctl_volume(c, &w, vol, doc, existing);
+        ctl_volume(c, &w, vol, doc, existing, records);
     }
     if (c->leader) {
-        ctl_gc(c, &w, existing);
+        ctl_gc(c, &w, existing, records);
     }
+    json_decref(records);
     json_decref(existing);
     world_free(&w);
 }

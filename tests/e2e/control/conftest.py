@@ -2,10 +2,16 @@
 
 `etcd` starts a single-member etcd on free loopback ports with its data in
 the test's tmp_path and stops it by PID at the end.
+
+`topo` runs a cluster test twice: on loopback, and with every iocd node in
+its own network namespace on one bridge (cp_e2e.Netns). `topo.etcd` is the
+etcd to use, `topo.node(name, *extra)` starts a node, `topo.restart(old)`
+starts a killed node again on its old port; every daemon is stopped and
+checked at the end, and the namespaces are deleted, also after a failure.
 """
 import pytest
 
-from cp_e2e import Etcd
+from cp_e2e import Etcd, Loopback, Netns
 
 
 @pytest.fixture
@@ -15,3 +21,11 @@ def etcd(tmp_path):
     yield e
     e.stop()
 
+
+@pytest.fixture(params=["loopback", "netns"])
+def topo(request, tmp_path):
+    t = (Loopback if request.param == "loopback" else Netns)(tmp_path, request)
+    yield t
+    problems = t.close()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)

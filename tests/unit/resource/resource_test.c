@@ -116,7 +116,7 @@ test_ioc_resource_validate_field_paths(void **state)
                         "number of bytes");
     assert_string_equal(validate_msg(VOL("{sise: 1GiB}"), NULL),
                         "spec.sise: unknown field; expected one of: size, replicas, thin, "
-                        "protocols, nexusNode, nodeSelector");
+                        "protocols, nexusNode, nodeSelector, rebuildRate");
     assert_string_equal(validate_msg(VOL("{replicas: 1}"), NULL), "spec.size: required");
     assert_string_equal(validate_msg(VOL("{size: 1GiB, protocols: [nbd, scsi]}"), NULL),
                         "spec.protocols[1]: expected one of nbd, iscsi, nvmf, vhost, "
