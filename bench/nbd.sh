@@ -25,6 +25,7 @@
 #   SIZE_MIB=1024    file size
 #   BENCH_DIR=/var/tmp/ioc-bench   file, logs, fio JSON, table
 #   PORT0=10950      first TCP port used
+#   IOC_BUILD=DIR    use the iocd/iocctl in DIR as built (default: `make build`, build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,7 +41,8 @@ PORT0=${PORT0:-10950}
 PY=/usr/bin/python3
 
 scripts/deps.sh bench
-make --no-print-directory build >/dev/null
+# IOC_BUILD names a build directory to use as it is; otherwise `make build`.
+[ -n "${IOC_BUILD:-}" ] || make --no-print-directory build >/dev/null
 
 mkdir -p "$WORK"
 FILE=$WORK/bench.raw
@@ -97,7 +99,7 @@ for sys in $SYSTEMS; do
     iocd)
         for c in $IOCD_CORES; do
             sock=$WORK/iocd-c$c.sock
-            "$BUILD/iocd" --rpc-socket "$sock" --nbd-listen "127.0.0.1:$port" --cores "$c" \
+            "$BUILD/iocd" --rpc-socket "$sock" --nbd-listen "127.0.0.1:$port" --cores "$c" --iscsi-listen none \
                 --log-level notice 2>"$WORK/iocd-c$c.log" &
             pid=$!; PIDS+=($pid)
             for _ in $(seq 200); do "$BUILD/iocctl" -s "$sock" methods >/dev/null 2>&1 && break; sleep 0.05; done

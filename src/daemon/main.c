@@ -60,7 +60,7 @@ usage(FILE *out)
             "  -p, --poll-mode MODE    adaptive (default), busy or sleep\n"
             "      --pool PATH         import the pool in PATH at start (repeatable)\n"
             "      --state-dir DIR     where nexuses record their membership (default: memory)\n"
-            "      --spin-max-us N     cap of the adaptive spin window (default 20)\n"
+            "      --spin-max-us N     cap of the adaptive spin window (default 4)\n"
             "      --pin-cpus          pin reactor i to CPU i\n"
             "      --node NAME         run the node agent for NAME (needs --etcd)\n"
             "      --node-labels K=V,..  labels of this node (placement)\n"

@@ -89,6 +89,7 @@ struct nbd_conn {
     uint8_t *rbuf;
     size_t rlen;
     struct nbd_req *payload_req;
+    bool header_only;            /* last request was a large WRITE: see nbd_conn_recv_buf */
 
     /* handshake */
     bool no_zeroes;

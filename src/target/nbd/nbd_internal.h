@@ -25,6 +25,9 @@
 #define NBD_MAX_INFLIGHT    128u               /* requests in flight per connection */
 #define NBD_MAX_INFLIGHT_BYTES (64u * 1024 * 1024) /* data buffers in flight per connection */
 #define NBD_HOLE_READ_MIN   (256u * 1024)      /* reads this large probe for holes first */
+/* After a WRITE this large, receive only the next header into the receive
+ * buffer, so the next payload lands in its request's buffer without a copy. */
+#define NBD_SPLIT_PAYLOAD_MIN (32u * 1024)
 #define NBD_MAX_EXTENTS     64u                /* descriptors per BLOCK_STATUS reply */
 #define NBD_META_ID_BASE_ALLOCATION 1u
 

@@ -644,6 +644,52 @@ test_nbd_conn_pipelined_partial_sends(void **state)
     h_fini(&h);
 }
 
+/* After a large WRITE the engine asks for just the next header, so that the
+ * next payload is received into its request's buffer, not copied; the data
+ * still round-trips, and a READ afterwards gets the whole buffer again. */
+static void
+test_nbd_conn_large_writes_receive_header_only(void **state)
+{
+    enum { N = 3, LEN = 64 * 1024 };
+    static uint8_t batch[N * (28 + LEN)];
+    struct harness h;
+    size_t pos = 0;
+    void *buf;
+    size_t room;
+
+    (void)state;
+    h_connect(&h, "m0", false, false);
+    assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+    assert_true(room > 28); /* nothing known yet: the whole receive buffer */
+    for (int i = 0; i < N; i++) {
+        struct nbd_request rq = {htobe32(NBD_REQUEST_MAGIC), 0, htobe16(NBD_CMD_WRITE),
+                                 htobe64((uint64_t)i), htobe64((uint64_t)i * LEN),
+                                 htobe32(LEN)};
+
+        memcpy(batch + pos, &rq, sizeof(rq));
+        memset(batch + pos + sizeof(rq), 0x10 + i, LEN);
+        pos += sizeof(rq) + LEN;
+    }
+    /* The first header alone: now the payload is wanted, in one piece. */
+    assert_int_equal(h_feed(&h, batch, 28), 28);
+    assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+    assert_int_equal(room, LEN);
+    assert_int_equal(h_feed(&h, batch + 28, LEN), LEN);
+    /* Payload done: only a header's worth is asked for next. */
+    assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+    assert_int_equal(room, 28);
+    assert_int_equal(h_feed(&h, batch + 28 + LEN, pos - 28 - LEN), pos - 28 - LEN);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(h_simple(&h, (uint64_t)i), 0);
+    }
+    h_req(&h, 0, NBD_CMD_READ, 9, LEN, 4096, NULL);
+    assert_int_equal(h_simple(&h, 9), 0);
+    assert_int_equal(h_read(&h, 4096)[4095], 0x11);
+    assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+    assert_true(room > 28);
+    h_fini(&h);
+}
+
 static void
 test_nbd_conn_fua_and_flush(void **state)
 {
@@ -971,6 +1017,7 @@ main(void)
         cmocka_unit_test(test_nbd_conn_structured_and_meta_negotiation),
         cmocka_unit_test(test_nbd_conn_read_write_round_trip),
         cmocka_unit_test(test_nbd_conn_pipelined_partial_sends),
+        cmocka_unit_test(test_nbd_conn_large_writes_receive_header_only),
         cmocka_unit_test(test_nbd_conn_fua_and_flush),
         cmocka_unit_test(test_nbd_conn_trim_and_block_status),
         cmocka_unit_test(test_nbd_conn_write_zeroes),
