@@ -4,7 +4,8 @@
 #   scripts/test.sh [all|unit|e2e|fuzz]     (default all)
 #
 # Stages: gcc -Wall -Wextra -Werror build + unit tests; the same unit tests
-# under AddressSanitizer + UndefinedBehaviorSanitizer; end-to-end tests with
+# under AddressSanitizer + UndefinedBehaviorSanitizer (any finding fails: no
+# recovery); end-to-end tests with
 # real clients (pytest); a short libFuzzer run of every fuzz target. The last
 # line is "N passed, M failed"; the exit status is non-zero on any failure.
 # A skipped test counts as failed: a skip would hide a missing install step.
@@ -55,12 +56,14 @@ fuzz_stage() {
 case "$what" in
     unit)
         meson_stage unit build --buildtype=debugoptimized
-        meson_stage asan build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug ;;
+        meson_stage asan build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug \
+            -Dc_args=-fno-sanitize-recover=all ;;
     e2e) e2e_stage ;;
     fuzz) fuzz_stage ;;
     all)
         meson_stage unit build --buildtype=debugoptimized
-        meson_stage asan build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug
+        meson_stage asan build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug \
+            -Dc_args=-fno-sanitize-recover=all
         e2e_stage
         fuzz_stage ;;
     *) echo "usage: $0 [all|unit|e2e|fuzz]" >&2; exit 2 ;;

@@ -231,25 +231,42 @@ bdev_collect_name(struct ioc_bdev *bdev, void *arg)
     json_array_append_new(names, json_string(ioc_bdev_name(bdev)));
 }
 
-/* Delete bdevs until none are left: stacked ones first free their bases. */
+/* Pool volumes belong to their pool: only exporting the pool removes them. */
 static void
-bdevs_delete_all(void)
+bdev_collect_name_not_lvol(struct ioc_bdev *bdev, void *arg)
+{
+    if (strcmp(ioc_bdev_module_name(bdev), "lvol") != 0) {
+        bdev_collect_name(bdev, arg);
+    }
+}
+
+/*
+ * Delete bdevs until none are left (or none of the kind `collect` picks):
+ * stacked ones first free their bases, a base in use refuses until then.
+ */
+static void
+bdevs_delete_all_of(void (*collect)(struct ioc_bdev *, void *))
 {
     for (int round = 0; round < 16; round++) {
         json_t *names = json_array();
-        size_t i;
+        size_t i, deleted = 0;
         json_t *v;
 
-        ioc_bdev_foreach(bdev_collect_name, names);
-        if (json_array_size(names) == 0) {
-            json_decref(names);
-            return;
-        }
+        ioc_bdev_foreach(collect, names);
         json_array_foreach(names, i, v) {
-            ioc_bdev_delete(json_string_value(v), NULL);
+            deleted += ioc_bdev_delete(json_string_value(v), NULL) == 0;
         }
         json_decref(names);
+        if (deleted == 0) {
+            return;
+        }
     }
+}
+
+static void
+bdevs_delete_all(void)
+{
+    bdevs_delete_all_of(bdev_collect_name);
 }
 
 /* The agent and controller come last: they call the RPC socket and serve nothing themselves. */
@@ -355,6 +372,9 @@ daemon_stop(void)
     ioc_iscsi_tgt_delete_all();
     ioc_nbd_export_remove_all();
     ioc_vhost_export_remove_all();
+    /* Nexuses and replica bdevs hold pool volumes: without them first, a pool
+     * stays "in use" and is only committed, not exported, at shutdown. */
+    bdevs_delete_all_of(bdev_collect_name_not_lvol);
     ioc_pool_export_all_sync();
     ioc_reactors_stop();
     bdevs_delete_all();

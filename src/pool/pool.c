@@ -305,8 +305,10 @@ limbo_add(struct ioc_pool *pool, const uint32_t *c, size_t n)
         pool->limbo = l;
         pool->limbo_cap = cap;
     }
-    memcpy(pool->limbo + pool->nlimbo, c, n * sizeof(*c));
-    pool->nlimbo += n;
+    if (n > 0) { /* c and limbo may both be NULL when nothing was freed */
+        memcpy(pool->limbo + pool->nlimbo, c, n * sizeof(*c));
+        pool->nlimbo += n;
+    }
     limbo_advance(pool);
 }
 

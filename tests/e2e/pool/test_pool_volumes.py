@@ -66,3 +66,26 @@ def test_pool_restart_keeps_data(make_iocd, tmp_path):
     assert status == 0 and not killed
     p = run([str(d2.iocctl_bin), "pool", "check", str(img)])
     assert "clean" in p.stdout
+
+
+def test_pool_exported_cleanly_at_shutdown_under_a_nexus(make_iocd, tmp_path):
+    """SIGTERM with a nexus over a replica bdev over a pool volume: the stacked
+    bdevs go first, so the pool is exported (committed and closed), not left
+    "in use"; what was written reads back after a restart."""
+    iocd = make_iocd()
+    img, _ = make_pool(iocd, tmp_path)
+    iocd.rpc("nbd_export_remove", name="v")
+    iocd.rpc("bdev_replica_create", name="v.g1", base="p/v", generation=1)
+    iocd.rpc("nexus_create", name="nx", children=["v.g1"], generation=1)
+    iocd.rpc("nbd_export_add", name="nx", bdev="nx")
+    qemu_io(iocd.uri("nx"), "write -P 0x5e 3M 64k", "write -P 0x6f 5M 64k")
+    status, killed = iocd.stop()
+    log = iocd.log_path.read_text(errors="replace")
+    assert status == 0 and not killed, log[-2000:]
+    assert "pool p: exported" in log, log[-2000:]
+    assert "still in use at shutdown" not in log, log[-2000:]
+    p = run([str(iocd.iocctl_bin), "pool", "check", str(img)], check=False)
+    assert p.returncode == 0 and "clean" in p.stdout, p.stdout + p.stderr
+    again = make_iocd("--pool", str(img))
+    again.rpc("nbd_export_add", name="v", bdev="p/v")
+    qemu_io(again.uri("v"), "read -P 0x5e 3M 64k", "read -P 0x6f 5M 64k", read_only=True)
