@@ -15,6 +15,11 @@
 #   fio          fio io_uring engine on the file (cross-check of vblk-perf)
 #   iocd-MODE    vblk-perf --socket (libvblk) -> iocd vhost-user-blk export of
 #                a file bdev (direct=true / false), MODE = eventfd | busy | adaptive
+#   iocd2-q2-MODE  the same against a second iocd started with --cores 2,
+#                the client driving 2 queues of its connection
+#                (vblk-perf --queues 2, QD split across them), so each queue
+#                runs on its own reactor; MODE = adaptive | busy. The
+#                one-core, one-queue rows above stay for comparison.
 #   qsd          vblk-perf (adaptive) -> qemu-storage-daemon vhost-user-blk
 #                export (file, aio=io_uring, cache.direct=on / off)
 #   nbd          fio's nbd engine -> iocd NBD export of the same bdev, loopback
@@ -28,9 +33,10 @@
 #
 # Environment: RUNTIME=5 (seconds per run), REPEATS=3, SIZE_MIB=1024,
 # BACKINGS="resident odirect", SYSTEMS="direct fio iocd-eventfd iocd-busy
-# iocd-adaptive qsd nbd", BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build.
-# About (2 workloads x 2 backings x 7 systems x REPEATS x RUNTIME) + 30 s:
-# ~8 minutes by default.
+# iocd-adaptive iocd2-q2-adaptive iocd2-q2-busy qsd nbd",
+# BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build.
+# About (2 workloads x 2 backings x 9 systems x REPEATS x RUNTIME) + 30 s:
+# ~10 minutes by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +45,7 @@ RUNTIME=${RUNTIME:-5}
 REPEATS=${REPEATS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 BACKINGS=${BACKINGS:-resident odirect}
-SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive qsd nbd}
+SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive iocd2-q2-adaptive iocd2-q2-busy qsd nbd}
 WORK=${BENCH_DIR:-/var/tmp/ioc-vhost-bench}
 PY=/usr/bin/python3
 
@@ -59,7 +65,7 @@ if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((SIZE_MIB << 20)) ]; then
     head -c $((SIZE_MIB << 20)) /dev/urandom >"$FILE"
 fi
 
-rpc() { $PY - "$WORK/iocd.sock" "$@" <<'PYEOF'
+rpc() { $PY - "${RPC_SOCK:-$WORK/iocd.sock}" "$@" <<'PYEOF'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": sys.argv[2],
@@ -85,6 +91,17 @@ for b in odirect resident; do
     rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd-$b.vhost.sock\", \"bdev\": \"$b\"}"
     rpc nbd_export_add "{\"name\": \"$b\", \"bdev\": \"$b\"}"
 done
+# a second iocd with two reactors: one client's two queues run on both
+"$IOCD" --rpc-socket "$WORK/iocd2.sock" --nbd-listen none --cores 2 \
+    "${EXTRA[@]}" --log-level warn 2>"$WORK/iocd2.log" &
+IOCD2_PID=$!; PIDS+=($IOCD2_PID); wait_sock "$WORK/iocd2.sock"; sleep 0.2
+export RPC_SOCK=$WORK/iocd2.sock
+rpc bdev_file_create "{\"name\": \"odirect\", \"path\": \"$FILE\", \"direct\": true}"
+rpc bdev_file_create "{\"name\": \"resident\", \"path\": \"$FILE\", \"direct\": false, \"block_size\": 4096}"
+for b in odirect resident; do
+    rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd2-$b.vhost.sock\", \"bdev\": \"$b\", \"num_queues\": 2}"
+done
+unset RPC_SOCK
 qemu-storage-daemon \
     --blockdev "driver=file,node-name=odirect,filename=$FILE,aio=io_uring,cache.direct=on" \
     --blockdev "driver=file,node-name=resident,filename=$FILE,aio=io_uring,cache.direct=off" \
@@ -117,13 +134,15 @@ run_one() {
     local bk=$1 sys=$2 qd=$3 round=$4 out="$WORK/$1-$2-qd$3-$4.json" spid="" t0 t1
     local buf=() fdirect=1
     if [ "$bk" = resident ]; then buf=(--buffered); fdirect=0; resident_check; fi
-    case $sys in iocd-*|nbd) spid=$IOCD_PID ;; qsd) spid=$QSD_PID ;; esac
+    case $sys in iocd-*|nbd) spid=$IOCD_PID ;; iocd2-*) spid=$IOCD2_PID ;; qsd) spid=$QSD_PID ;; esac
     [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
     case $sys in
         direct) "$PERF" --file "$FILE" "${buf[@]}" --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" \
                     --json >"$out.client" ;;
         iocd-*) "$PERF" --socket "$WORK/iocd-$bk.vhost.sock" --mode "${sys#iocd-}" --rw randread --bs 4k \
                     --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
+        iocd2-q2-*) "$PERF" --socket "$WORK/iocd2-$bk.vhost.sock" --queues 2 --mode "${sys#iocd2-q2-}" \
+                    --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
         qsd)    "$PERF" --socket "$WORK/qsd-$bk.sock" --mode adaptive --rw randread --bs 4k --qd "$qd" \
                     --runtime "$RUNTIME" --json >"$out.client" ;;
         fio)    fio --name=b --filename="$FILE" --ioengine=io_uring --direct=$fdirect --rw=randread --bs=4k \
@@ -197,5 +216,9 @@ for bk in backings:
             print(f"\n{bk}: adaptive / direct io_uring (QD32): {a / d:.2f}   (goal >= 0.90)")
         if "qsd" in systems:
             print(f"{bk}: adaptive / qemu-storage-daemon (QD32): {a / med('qsd', 32, 'iops'):.2f}   (goal >= 1.20)")
+    for s in ("iocd2-q2-adaptive", "iocd2-q2-busy"):
+        if s in systems and d:
+            print(f"{bk}: {s} (iocd --cores 2, 2 queues) / direct io_uring (QD32): "
+                  f"{med(s, 32, 'iops') / d:.2f}   (goal for adaptive >= 0.90)")
 print(f"\niocd with one idle connected client: {idle}% of a core over 10 s   (goal < 1%)")
 PYEOF

@@ -1,14 +1,18 @@
 /*
  * tools/vblk-perf.c - a small fio-like load generator for libvblk and io_uring.
  *
- * What: drives one queue of either libvblk (--socket, a vhost-user-blk
- * backend) or io_uring on a file/block device with O_DIRECT (--file; add
- * --buffered to go through the page cache instead), with
- * the same loop, so the shared-memory path and its limit are measured by the
- * same code. Prints IOPS, MiB/s, p50/p99 latency and CPU seconds (this
+ * What: drives either libvblk (--socket, a vhost-user-blk backend; one
+ * queue, or --queues N of one connection) or io_uring on a file/block device
+ * with O_DIRECT (--file; add --buffered to go through the page cache
+ * instead), with the same loop, so the shared-memory path and its limit are
+ * measured by the same code. Prints IOPS, MiB/s, p50/p99 latency and CPU seconds (this
  * process), as text or --json.
  *
- * How: keep --qd requests in flight; each completion is timed into a
+ * How: keep --qd requests in flight; with --queues N, request slot i always
+ * goes to queue i % N (the queue depth split round robin), kicks go to every
+ * queue that got requests, and completions are reaped from all queues with
+ * one vblk_queues_wait() (in eventfd and adaptive modes it sleeps on all
+ * call eventfds at once). Still one client thread. Each completion is timed into a
  * log-linear histogram (16 sub-buckets per power of two, ~6% resolution).
  * --verify first writes every block of the range with a pattern derived from
  * (block, generation), then checks every read of a block against the last
@@ -17,7 +21,7 @@
  * status 1. --dump FILE copies the whole device to FILE through libvblk (for
  * comparing with what another protocol reads).
  *
- * Not done: several queues/threads, fixed iodepth batching knobs, time-based
+ * Not done: several client threads, fixed iodepth batching knobs, time-based
  * ramp. Rejected: a fio engine plugin (Debian ships no fio headers).
  */
 #include "ioc/common.h"
@@ -47,7 +51,9 @@ struct engine {
     uint64_t size;
     /* vblk */
     struct vblk *v;
-    struct vblk_queue *q;
+    struct vblk_queue *qs[16];
+    unsigned nq;
+    uint32_t to_kick;     /* bit i: queue i got requests since the last kick */
     /* io_uring */
     struct io_uring ring;
     int fd;
@@ -67,7 +73,8 @@ struct opts {
     uint64_t size;
     unsigned seed;
     unsigned mix_read;
-    unsigned queue;       /* --queue: which virtqueue to drive (connects with queue+1) */
+    unsigned queue;       /* --queue: first virtqueue to drive (connects with queue+queues) */
+    unsigned queues;      /* --queues: how many queues of the connection to drive */
 };
 
 #define HIST_BUCKETS (64 * 16)
@@ -104,22 +111,35 @@ static int
 vblk_e_submit(struct engine *e, int op, uint64_t off, void *buf, size_t len, unsigned slot)
 {
     struct iovec iov = {buf, len};
+    unsigned qi = slot % e->nq;
+    int rc = vblk_queue_submit(e->qs[qi], op == OP_READ ? VBLK_OP_READ : VBLK_OP_WRITE, off, len,
+                               &iov, 1, (void *)(uintptr_t)slot);
 
-    return vblk_queue_submit(e->q, op == OP_READ ? VBLK_OP_READ : VBLK_OP_WRITE, off, len, &iov,
-                             1, (void *)(uintptr_t)slot);
+    if (rc == 0) {
+        e->to_kick |= 1u << qi;
+    }
+    return rc;
 }
 
 static int
 vblk_e_kick(struct engine *e)
 {
-    return vblk_queue_kick(e->q);
+    int rc = 0;
+
+    for (unsigned i = 0; i < e->nq && rc == 0; i++) {
+        if (e->to_kick & (1u << i)) {
+            rc = vblk_queue_kick(e->qs[i]);
+        }
+    }
+    e->to_kick = 0;
+    return rc;
 }
 
 static int
 vblk_e_wait(struct engine *e, unsigned *slots, int *status, int max)
 {
     struct vblk_completion c[256];
-    int n = vblk_queue_wait(e->q, c, IOC_MIN(max, 256), 30000);
+    int n = vblk_queues_wait(e->qs, e->nq, c, IOC_MIN(max, 256), 30000);
 
     if (n == 0) {
         return -ETIMEDOUT;
@@ -145,7 +165,7 @@ engine_vblk(struct engine *e, const struct opts *o)
 
     vblk_opts_init(&vo);
     vo.mode = o->mode;
-    vo.num_queues = o->queue + 1;
+    vo.num_queues = o->queue + o->queues;
     vo.queue_size = 256;
     while (vo.queue_size < o->qd * 4) {
         vo.queue_size *= 2;
@@ -156,12 +176,15 @@ engine_vblk(struct engine *e, const struct opts *o)
         fprintf(stderr, "vblk-perf: %s: %s\n", o->socket, strerror(-rc));
         return rc;
     }
-    e->q = vblk_get_queue(e->v, o->queue);
-    if (e->q == NULL) {
-        fprintf(stderr, "vblk-perf: %s: queue %u: the backend has %u queue(s)\n", o->socket,
-                o->queue, vblk_num_queues(e->v));
-        vblk_close(&e->v);
-        return -EINVAL;
+    e->nq = o->queues;
+    for (unsigned i = 0; i < e->nq; i++) {
+        e->qs[i] = vblk_get_queue(e->v, o->queue + i);
+        if (e->qs[i] == NULL) {
+            fprintf(stderr, "vblk-perf: %s: queue %u: the backend has %u queue(s)\n",
+                    o->socket, o->queue + i, vblk_num_queues(e->v));
+            vblk_close(&e->v);
+            return -EINVAL;
+        }
     }
     e->size = vblk_capacity(e->v);
     e->submit = vblk_e_submit;
@@ -486,7 +509,7 @@ usage(FILE *f)
                "read|write]\n"
                "                 [--bs 4k] [--qd N] [--runtime SECONDS] [--size BYTES]\n"
                "                 [--mode eventfd|busy|adaptive] [--rwmixread PCT] [--verify]"
-               " [--json] [--idle SECONDS] [--queue I]\n"
+               " [--json] [--idle SECONDS] [--queue I] [--queues N]\n"
                "                 [--buffered (with --file: no O_DIRECT)]\n"
                "       vblk-perf --socket PATH --dump FILE\n");
 }
@@ -514,14 +537,14 @@ parse_args(int argc, char **argv, struct opts *o)
         {"mode", 1, 0, 'm'},   {"verify", 0, 0, 'V'},  {"json", 0, 0, 'j'},
         {"size", 1, 0, 'S'},   {"dump", 1, 0, 'd'},    {"rwmixread", 1, 0, 'x'},
         {"seed", 1, 0, 'r'},   {"help", 0, 0, 'h'},    {"idle", 1, 0, 'i'},
-        {"queue", 1, 0, 'Q'},    {"buffered", 0, 0, 'B'},
+        {"queue", 1, 0, 'Q'},  {"buffered", 0, 0, 'B'}, {"queues", 1, 0, 'N'},
         {0, 0, 0, 0},
     };
     uint64_t v;
     int c;
 
     *o = (struct opts){.rw = RW_RANDREAD, .bs = 4096, .qd = 1, .runtime = 5,
-                       .mode = VBLK_MODE_ADAPTIVE, .mix_read = 50, .seed = 1};
+                       .mode = VBLK_MODE_ADAPTIVE, .mix_read = 50, .seed = 1, .queues = 1};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         int rc = 0;
 
@@ -538,6 +561,7 @@ parse_args(int argc, char **argv, struct opts *o)
         case 't': o->runtime = atof(optarg); break;
         case 'i': o->idle = atof(optarg); break;
         case 'Q': o->queue = (unsigned)atoi(optarg); break;
+        case 'N': o->queues = (unsigned)atoi(optarg); break;
         case 'm': rc = vblk_mode_parse(optarg, &o->mode); break;
         case 'V': o->verify = true; break;
         case 'j': o->json = true; break;
@@ -552,7 +576,8 @@ parse_args(int argc, char **argv, struct opts *o)
     }
     if ((o->socket == NULL) == (o->file == NULL) || o->bs == 0 || o->bs % 512 != 0 ||
         o->qd == 0 || o->qd > 1024 || o->runtime <= 0 || o->mix_read > 100 ||
-        (o->dump != NULL && o->socket == NULL) || o->queue >= 16) {
+        (o->dump != NULL && o->socket == NULL) || o->queues == 0 || o->queue + o->queues > 16 ||
+        (o->queues > 1 && o->socket == NULL)) {
         usage(stderr);
         return -EINVAL;
     }
@@ -633,19 +658,19 @@ report(const struct job *j, double secs, double cpu)
     static const char *const modes[] = {"eventfd", "busy", "adaptive"};
 
     if (o->json) {
-        printf("{\"engine\": \"%s\", \"mode\": \"%s\", \"bs\": %zu, \"qd\": %u, "
+        printf("{\"engine\": \"%s\", \"mode\": \"%s\", \"bs\": %zu, \"qd\": %u, \"queues\": %u, "
                "\"iops\": %.0f, \"mib_s\": %.1f, \"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, "
                "\"cpu_s\": %.3f, \"runtime_s\": %.3f, \"ios\": %llu, \"errors\": %llu, "
                "\"verify_errors\": %llu}\n",
-               o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, iops, mibs,
-               hist_pct(&j->st, 50), hist_pct(&j->st, 99), cpu, secs,
+               o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, o->queues, iops,
+               mibs, hist_pct(&j->st, 50), hist_pct(&j->st, 99), cpu, secs,
                (unsigned long long)j->st.ios, (unsigned long long)j->st.errors,
                (unsigned long long)j->st.mismatches);
         return;
     }
-    printf("%s %s bs=%zu qd=%u: %.0f IOPS, %.1f MiB/s, p50 %.1f us, p99 %.1f us, "
+    printf("%s %s bs=%zu qd=%u queues=%u: %.0f IOPS, %.1f MiB/s, p50 %.1f us, p99 %.1f us, "
            "cpu %.2f s in %.2f s, errors %llu, verify mismatches %llu\n",
-           o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, iops, mibs,
+           o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, o->queues, iops, mibs,
            hist_pct(&j->st, 50), hist_pct(&j->st, 99), cpu, secs,
            (unsigned long long)j->st.errors, (unsigned long long)j->st.mismatches);
 }

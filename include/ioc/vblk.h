@@ -120,6 +120,32 @@ int vblk_queue_poll(struct vblk_queue *q, struct vblk_completion *out, int max);
  */
 int vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int timeout_ms);
 
+/**
+ * Wait on several queues of one connection at once, from one thread: reap
+ * what is there (starting with a different queue each call), else wait per
+ * the connection's mode, spinning on all the used rings and/or sleeping in
+ * ONE poll(2) on all their call eventfds, until at least one completion is
+ * available or timeout_ms passes (-1: forever); then reap up to max from all
+ * of them. The cookie tells the caller which request completed (and so
+ * which queue). The adaptive state of the set lives in qs[0]: pass the same
+ * set each time. Returns the number reaped, 0 on timeout, -EINVAL (nq 0 or
+ * above 16, a NULL or repeated queue, queues of different connections,
+ * max <= 0), or -errno as vblk_queue_wait (-EPIPE: the backend went away).
+ * vblk_queue_wait(q, ...) is this with the set {q}.
+ */
+int vblk_queues_wait(struct vblk_queue *const *qs, unsigned nq, struct vblk_completion *out,
+                     int max, int timeout_ms);
+
+/**
+ * The queue's call eventfd (readable when the backend signalled a
+ * completion, in eventfd mode or while a wait sleeps), for applications
+ * that wait in their own poll/epoll loop: poll it, read it (8 bytes) and
+ * then vblk_queue_poll(). Borrowed: valid until vblk_close(). In busy and
+ * adaptive modes the backend only signals while NO_INTERRUPT is clear, which
+ * libvblk sets around its own sleeps; such applications use eventfd mode.
+ */
+int vblk_queue_call_fd(const struct vblk_queue *q);
+
 /** Requests submitted and not yet reaped. */
 unsigned vblk_queue_inflight(const struct vblk_queue *q);
 

@@ -51,6 +51,7 @@ struct vblk_queue {
     uint64_t gap_ewma_ns;         /* adaptive: mean wait before a completion arrived */
     uint64_t nospin_until;        /* adaptive: sleep-only until then (preempted while spinning) */
     uint64_t nospin_ns;           /* adaptive: current length of that back-off, 0 = none */
+    unsigned rr;                  /* vblk_queues_wait: which queue of the set is reaped first */
 };
 
 struct vblk {

@@ -309,26 +309,79 @@ vblk_queue_inflight(const struct vblk_queue *q)
 
 /* ------------------------------------------------------------ waiting */
 
-/* Sleep on the call eventfd; -EPIPE if the backend hung up. */
-static int
-sleep_call(struct vblk_queue *q, int timeout_ms)
+/*
+ * Every wait works on a set of queues of one connection (vblk_queue_wait is
+ * the set of one). The adaptive state of a set is kept in its first queue.
+ */
+struct wait_set {
+    struct vblk_queue *const *qs;
+    unsigned nq;
+    struct vblk_queue *lead;      /* qs[0]: mode and adaptive state */
+};
+
+int
+vblk_queue_call_fd(const struct vblk_queue *q)
 {
-    struct pollfd p[2] = {{.fd = q->call_fd, .events = POLLIN},
-                          {.fd = q->v->sock, .events = POLLIN | POLLRDHUP}};
+    return q->call_fd;
+}
+
+/* Reap from every queue of the set, starting after the one that went first last time. */
+static int
+set_poll(const struct wait_set *s, struct vblk_completion *out, int max)
+{
+    unsigned start = s->nq > 1 ? s->lead->rr++ % s->nq : 0;
+    int n = 0;
+
+    for (unsigned i = 0; i < s->nq && n < max; i++) {
+        n += vblk_queue_poll(s->qs[(start + i) % s->nq], out + n, max - n);
+    }
+    return n;
+}
+
+static unsigned
+set_inflight(const struct wait_set *s)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < s->nq; i++) {
+        n += s->qs[i]->inflight;
+    }
+    return n;
+}
+
+static void
+set_no_interrupt(const struct wait_set *s, bool on)
+{
+    for (unsigned i = 0; i < s->nq; i++) {
+        __atomic_store_n(&s->qs[i]->avail->flags, on ? VRING_AVAIL_F_NO_INTERRUPT : 0,
+                         __ATOMIC_RELAXED);
+    }
+}
+
+/* Sleep on the call eventfds of the set at once; -EPIPE if the backend hung up. */
+static int
+sleep_call(const struct wait_set *s, int timeout_ms)
+{
+    struct pollfd p[VBLK_MAX_QUEUES + 1];
     uint64_t val;
     int rc;
 
+    for (unsigned i = 0; i < s->nq; i++) {
+        p[i] = (struct pollfd){.fd = s->qs[i]->call_fd, .events = POLLIN};
+    }
+    p[s->nq] = (struct pollfd){.fd = s->lead->v->sock, .events = POLLIN | POLLRDHUP};
     do {
-        rc = poll(p, 2, timeout_ms);
+        rc = poll(p, s->nq + 1, timeout_ms);
     } while (rc < 0 && errno == EINTR);
     if (rc < 0) {
         return -errno;
     }
-    if (p[1].revents != 0) {
+    if (p[s->nq].revents != 0) {
         return -EPIPE;
     }
-    if (p[0].revents & POLLIN) {
-        if (read(q->call_fd, &val, sizeof(val)) < 0 && errno != EAGAIN) {
+    for (unsigned i = 0; i < s->nq; i++) {
+        if ((p[i].revents & POLLIN) && read(p[i].fd, &val, sizeof(val)) < 0 &&
+            errno != EAGAIN) {
             return -errno;
         }
     }
@@ -336,7 +389,7 @@ sleep_call(struct vblk_queue *q, int timeout_ms)
 }
 
 /*
- * Spin on the used ring until `until` (0: no limit) or the deadline. Returns
+ * Spin on the used rings until `until` (0: no limit) or the deadline. Returns
  * the number reaped, 0 when the window ran out, or -EAGAIN when the spinner
  * found it had been preempted (a gap of more than VBLK_PREEMPT_NS between two
  * looks at the clock): on a machine with more runnable threads than cores,
@@ -345,13 +398,13 @@ sleep_call(struct vblk_queue *q, int timeout_ms)
  * mode the spinner only yields the CPU after 200 us without a completion.
  */
 static int
-wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t until,
+wait_spin(const struct wait_set *s, struct vblk_completion *out, int max, uint64_t until,
           uint64_t deadline)
 {
     uint64_t start = now_ns(), last = start;
 
     for (unsigned i = 1;; i++) {
-        int n = vblk_queue_poll(q, out, max);
+        int n = set_poll(s, out, max);
 
         if (n != 0) {
             return n;
@@ -362,10 +415,10 @@ wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t u
             if ((until != 0 && now >= until) || (deadline != 0 && now >= deadline)) {
                 return 0;
             }
-            if (q->mode == VBLK_MODE_ADAPTIVE && now - last > VBLK_PREEMPT_NS) {
+            if (s->lead->mode == VBLK_MODE_ADAPTIVE && now - last > VBLK_PREEMPT_NS) {
                 return -EAGAIN;
             }
-            if (q->mode == VBLK_MODE_BUSY && now - start > 200000) {
+            if (s->lead->mode == VBLK_MODE_BUSY && now - start > 200000) {
                 sched_yield();
             }
             last = now;
@@ -374,16 +427,16 @@ wait_spin(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t u
 }
 
 static int
-wait_sleep(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t deadline)
+wait_sleep(const struct wait_set *s, struct vblk_completion *out, int max, uint64_t deadline)
 {
     for (;;) {
         int n, rc, ms = -1;
 
-        if (q->mode != VBLK_MODE_EVENTFD) {
-            __atomic_store_n(&q->avail->flags, 0, __ATOMIC_RELAXED);
+        if (s->lead->mode != VBLK_MODE_EVENTFD) {
+            set_no_interrupt(s, false);
             atomic_thread_fence(memory_order_seq_cst);
         }
-        n = vblk_queue_poll(q, out, max);
+        n = set_poll(s, out, max);
         if (n != 0) {
             return n;
         }
@@ -395,7 +448,7 @@ wait_sleep(struct vblk_queue *q, struct vblk_completion *out, int max, uint64_t 
             }
             ms = (int)((deadline - now + 999999) / 1000000);
         }
-        rc = sleep_call(q, ms);
+        rc = sleep_call(s, ms);
         if (rc != 0) {
             return rc;
         }
@@ -430,27 +483,28 @@ adapt_backoff(struct vblk_queue *q, uint64_t now)
     q->nospin_until = now + q->nospin_ns;
 }
 
-int
-vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int timeout_ms)
+static int
+set_wait(const struct wait_set *s, struct vblk_completion *out, int max, int timeout_ms)
 {
+    struct vblk_queue *q = s->lead;
     uint64_t start = now_ns();
     uint64_t deadline = timeout_ms < 0 ? 0 : start + (uint64_t)timeout_ms * 1000000ull;
-    int n = vblk_queue_poll(q, out, max);
+    int n = set_poll(s, out, max);
 
-    if (n != 0 || q->inflight == 0) {
+    if (n != 0 || set_inflight(s) == 0) {
         return n;
     }
     switch (q->mode) {
     case VBLK_MODE_BUSY:
-        return wait_spin(q, out, max, 0, deadline);
+        return wait_spin(s, out, max, 0, deadline);
     case VBLK_MODE_EVENTFD:
-        return wait_sleep(q, out, max, deadline);
+        return wait_sleep(s, out, max, deadline);
     default:
         break;
     }
     n = 0;
     if (q->spin_ns != 0 && start >= q->nospin_until) {
-        n = wait_spin(q, out, max, start + q->spin_ns, deadline);
+        n = wait_spin(s, out, max, start + q->spin_ns, deadline);
         if (n <= 0) {
             /* preempted, or spun the whole window for nothing: spinning does not pay */
             adapt_backoff(q, now_ns());
@@ -460,11 +514,43 @@ vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int 
         }
     }
     if (n == 0) {
-        n = wait_sleep(q, out, max, deadline);
-        __atomic_store_n(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+        n = wait_sleep(s, out, max, deadline);
+        set_no_interrupt(s, true);
     }
     if (n > 0) {
         adapt(q, now_ns() - start);
     }
     return n;
+}
+
+int
+vblk_queue_wait(struct vblk_queue *q, struct vblk_completion *out, int max, int timeout_ms)
+{
+    struct vblk_queue *const qs[1] = {q};
+    struct wait_set s = {.qs = qs, .nq = 1, .lead = q};
+
+    return set_wait(&s, out, max, timeout_ms);
+}
+
+int
+vblk_queues_wait(struct vblk_queue *const *qs, unsigned nq, struct vblk_completion *out,
+                 int max, int timeout_ms)
+{
+    struct wait_set s = {.qs = qs, .nq = nq};
+
+    if (nq == 0 || nq > VBLK_MAX_QUEUES || max <= 0) {
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < nq; i++) {
+        if (qs[i] == NULL || qs[i]->v != qs[0]->v) {
+            return -EINVAL;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (qs[j] == qs[i]) {
+                return -EINVAL;
+            }
+        }
+    }
+    s.lead = qs[0];
+    return set_wait(&s, out, max, timeout_ms);
 }

@@ -115,11 +115,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 vhost_blk_process(&dev.queues[i], 64);
             }
         }
-        for (int i = 0; i < 1000 && dev.inflight > 0; i++) {
+        for (int i = 0; i < 1000 && vhost_dev_inflight(&dev) > 0; i++) {
             ioc_reactor_poll_once(g_r);
         }
     }
-    if (dev.inflight != 0) {
+    if (vhost_dev_inflight(&dev) != 0) {
         abort(); /* a malloc bdev always completes */
     }
     vhost_dev_fini(&dev);

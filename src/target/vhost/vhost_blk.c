@@ -137,14 +137,12 @@ static void
 req_io_done(struct ioc_bdev_io *io, void *cb_arg)
 {
     struct vhost_req *req = cb_arg;
-    struct vhost_dev *dev = req->vq->dev;
     int status = io->status;
 
     if (status != 0 || io->type != IOC_IO_READ) {
         req->used_len = 0;
     }
     ioc_bdev_io_free(io);
-    dev->inflight--;
     req_complete(req, status == 0 ? VIRTIO_BLK_S_OK
                                   : (status == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP
                                                         : VIRTIO_BLK_S_IOERR));
@@ -174,7 +172,6 @@ req_submit_io(struct vhost_req *req, enum ioc_io_type type, uint64_t offset, uin
         ioc_bdev_io_free(io);
         return rc;
     }
-    dev->inflight++;
     return 0;
 }
 
@@ -325,7 +322,7 @@ vhost_blk_process(struct vhost_queue *vq, unsigned budget)
     struct vhost_dev *dev = vq->dev;
     unsigned n = 0;
 
-    while (n < budget && !dev->broken) {
+    while (n < budget && !atomic_load_explicit(&dev->broken, memory_order_relaxed)) {
         struct virtio_blk_outhdr h;
         struct vhost_req *req;
         uint16_t head;

@@ -5,7 +5,10 @@
  * (messages, memory table, vring setup), vhost_vring.c the split rings
  * (chain validation, used ring, notification flags), vhost_blk.c turns
  * chains into bdev IO, vhost_target.c owns sockets and reactors.
- * Everything in a vhost_dev is touched only on its reactor.
+ * The control plane (messages, memory table, vring setup) runs on the
+ * connection's reactor; each started queue's data path runs on the queue's
+ * own reactor, and the two never touch a queue's state at the same time (see
+ * vhost_target.c). `broken` is the one field written from any of them.
  */
 #ifndef IOC_TARGET_VHOST_VHOST_INTERNAL_H
 #define IOC_TARGET_VHOST_VHOST_INTERNAL_H
@@ -51,6 +54,13 @@ struct vhost_req {
     bool busy;
 };
 
+/* Where a started queue runs, as its connection's reactor sees it (vhost_target.c). */
+enum vhost_queue_run {
+    VHOST_QUEUE_IDLE = 0,   /* not on any reactor: the control plane owns every field */
+    VHOST_QUEUE_RUNNING,    /* handed to its reactor: data-path fields are the reactor's */
+    VHOST_QUEUE_STOPPING,   /* stop sent, waiting for the reactor to drain and hand back */
+};
+
 struct vhost_queue {
     struct vhost_dev *dev;
     unsigned index;
@@ -67,13 +77,27 @@ struct vhost_queue {
     bool addr_set;
     bool started;               /* ready and announced to the glue */
     struct vhost_user_addr addr;/* as the client gave it, re-translated on SET_MEM_TABLE */
-    unsigned inflight;          /* requests popped and not yet pushed */
+    unsigned inflight;          /* requests popped and not yet pushed (= bdev IOs in flight) */
     struct vhost_req *reqs;     /* [num], allocated when the queue starts */
-    /* Owned by vhost_target.c. */
+    /*
+     * Owned by vhost_target.c. `run` and `reactor` belong to the connection's
+     * reactor; the rest to the queue's reactor while run != IDLE.
+     */
+    struct ioc_reactor *reactor;/* the reactor this queue runs on */
+    enum vhost_queue_run run;
+    struct ioc_poller *poller;  /* registered while POLLING */
+    bool sleeping;
+    bool parked;                /* sleeping while bdev IO is in flight: a completion wakes it */
+    bool stop_req;              /* draining before handing the queue back */
+    uint64_t last_work_ns;
+    uint64_t sleep_ns;          /* when it went to sleep */
+    uint64_t window_ns;         /* adaptive idle window */
     struct ioc_uring_req kick_req;
     uint64_t kick_val;
     bool kick_posted;
     struct ioc_deferred signal_defer;
+    struct ioc_deferred stop_defer;
+    char pad[64];               /* keeps two queues' hot fields off one cache line */
 };
 
 /* Callbacks from the control plane into the glue (vhost_target.c, or tests). */
@@ -101,9 +125,20 @@ struct vhost_dev {
     unsigned nr_regions;
     struct vhost_region regions[VHOST_USER_MAX_REGIONS];
     struct vhost_queue queues[VHOST_MAX_QUEUES];
-    bool broken;                /* the client broke the protocol: needs reset */
-    unsigned inflight;          /* bdev IOs in flight, all queues */
+    atomic_bool broken;         /* the client broke the protocol: needs reset (any reactor) */
 };
+
+/* Requests in flight on all queues (only meaningful while no queue runs elsewhere). */
+static inline unsigned
+vhost_dev_inflight(const struct vhost_dev *dev)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
+        n += dev->queues[i].inflight;
+    }
+    return n;
+}
 
 /* ---- vhost_msg.c: the control plane, socket-free ---- */
 
@@ -124,6 +159,14 @@ void vhost_dev_init(struct vhost_dev *dev, const struct vhost_dev_ops *ops, void
  */
 int vhost_dev_handle_msg(struct vhost_dev *dev, const struct vhost_user_hdr *hdr,
                          const void *payload, int *fds, int nfds, struct vhost_reply *reply);
+/**
+ * The queues (bit i = queue i) whose state handling this message may change:
+ * the glue stops and drains those on their reactors before calling
+ * vhost_dev_handle_msg(). Conservative: a malformed or unknown message names
+ * every queue. Reads only what the header says is there.
+ */
+uint32_t vhost_msg_queue_mask(const struct vhost_dev *dev, const struct vhost_user_hdr *hdr,
+                              const void *payload);
 /** Release everything the device holds (maps, fds, request arrays). */
 void vhost_dev_fini(struct vhost_dev *dev);
 /** Install a region without mmap (unit tests and fuzzers). */

@@ -79,6 +79,7 @@ vhost_dev_init(struct vhost_dev *dev, const struct vhost_dev_ops *ops, void *ctx
                struct ioc_bdev *bdev, bool read_only, unsigned max_queues)
 {
     memset(dev, 0, sizeof(*dev));
+    atomic_init(&dev->broken, false);
     dev->ops = ops;
     dev->ctx = ctx;
     dev->bdev = bdev;
@@ -95,10 +96,9 @@ vhost_dev_init(struct vhost_dev *dev, const struct vhost_dev_ops *ops, void *ctx
 void
 vhost_dev_set_broken(struct vhost_dev *dev, const char *why)
 {
-    if (!dev->broken) {
+    if (!atomic_exchange(&dev->broken, true)) {
         IOC_ERR_RATELIMIT("vhost", "%s: device needs reset: %s", dev->name, why);
     }
-    dev->broken = true;
 }
 
 bool
@@ -517,6 +517,46 @@ msg_dispatch(struct vhost_dev *dev, const struct vhost_user_hdr *hdr, const void
         return msg_get_config(dev, p, hdr->size, reply);
     default:
         return -ENOTSUP;
+    }
+}
+
+uint32_t
+vhost_msg_queue_mask(const struct vhost_dev *dev, const struct vhost_user_hdr *hdr,
+                     const void *payload)
+{
+    uint32_t all = (uint32_t)((1ull << dev->max_queues) - 1);
+    struct vhost_user_state st;
+    uint64_t u64;
+
+    switch (hdr->request) {
+    case VHOST_USER_GET_FEATURES:
+    case VHOST_USER_GET_PROTOCOL_FEATURES:
+    case VHOST_USER_SET_PROTOCOL_FEATURES:
+    case VHOST_USER_GET_QUEUE_NUM:
+    case VHOST_USER_SET_OWNER:
+    case VHOST_USER_GET_CONFIG:
+    case VHOST_USER_SET_VRING_ERR: /* closes the passed fd, touches no queue */
+        return 0;
+    case VHOST_USER_SET_VRING_NUM:
+    case VHOST_USER_SET_VRING_BASE:
+    case VHOST_USER_GET_VRING_BASE:
+    case VHOST_USER_SET_VRING_ENABLE:
+    case VHOST_USER_SET_VRING_ADDR: /* index first, like vhost_user_state */
+        if (hdr->size < sizeof(st)) {
+            return all;
+        }
+        memcpy(&st, payload, sizeof(st));
+        return st.index < dev->max_queues ? 1u << st.index : all;
+    case VHOST_USER_SET_VRING_KICK:
+    case VHOST_USER_SET_VRING_CALL:
+        if (hdr->size < sizeof(u64)) {
+            return all;
+        }
+        memcpy(&u64, payload, sizeof(u64));
+        u64 &= VHOST_USER_VRING_IDX_MASK;
+        return u64 < dev->max_queues ? 1u << u64 : all;
+    default:
+        return all; /* SET_MEM_TABLE, SET_FEATURES, RESET_OWNER, anything unknown */
     }
 }
 

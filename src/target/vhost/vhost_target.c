@@ -3,34 +3,63 @@
  *
  * What: each export is a listening unix socket (accepted with io_uring on one
  * reactor); each accepted client becomes a connection pinned to a reactor
- * chosen round-robin, holding one vhost_dev (vhost_msg.c) and its queues.
+ * chosen round-robin (the connection's reactor), holding one vhost_dev
+ * (vhost_msg.c). Each of its started queues runs on a reactor of its own:
+ * queue i on reactor (connection's reactor + i) % number of reactors, so one
+ * client with several queues uses several cores.
  *
  * Control messages: an io_uring POLLIN on the socket; when it fires, whole
  * messages are read with non-blocking recvmsg (fds arrive with the header
  * via SCM_RIGHTS), handled by vhost_dev_handle_msg() and answered with a
- * non-blocking send. vhost-user messages are small (< 300 bytes) and sent
- * whole by one sendmsg, so a unix stream socket delivers each at once; a
- * partial message is treated as a protocol error.
+ * non-blocking send, all on the connection's reactor. vhost-user messages are
+ * small (< 300 bytes) and sent whole by one sendmsg, so a unix stream socket
+ * delivers each at once; a partial message is treated as a protocol error.
  *
- * Data path and notification (the point of this target): a connection is
- * either POLLING or SLEEPING.
- *   POLLING   a poller (every reactor iteration) takes requests from every
- *             started queue and the rings carry VRING_USED_F_NO_NOTIFY, so
- *             the client does not kick. The poller returns IOC_POLL_BUSY only
+ * Queues on several reactors (who owns what). A queue is, as the
+ * connection's reactor sees it (vq->run):
+ *   IDLE      on no reactor: the control plane owns all of it;
+ *   RUNNING   handed to its reactor by a message (queue_start_msg): the data
+ *             path fields (rings' indexes, request slots, poller, kick read,
+ *             notification state) are that reactor's alone;
+ *   STOPPING  queue_stop_msg sent; the queue's reactor unregisters the poller,
+ *             clears NO_NOTIFY (the client kicks again; the eventfd keeps
+ *             the count), cancels its kick read, lets in-flight bdev IO
+ *             complete (completions still go on the used ring and are
+ *             signalled), and when nothing of it is left (no kick read, no IO,
+ *             no pending signal) sends queue_stopped_msg back: IDLE.
+ * Invariant: between messages, a queue is RUNNING exactly when vhost_msg.c
+ * says it is started. Before a message is handled, vhost_msg_queue_mask()
+ * names the queues it may change (the vring's index for SET_VRING_* and
+ * GET_VRING_BASE, every queue for SET_MEM_TABLE, SET_FEATURES, RESET_OWNER
+ * and anything unknown, none for GET_* / SET_PROTOCOL_FEATURES / SET_OWNER /
+ * GET_CONFIG); those still RUNNING are stopped and the message waits (kept in
+ * the connection, the socket not polled) until all are IDLE; only then is it
+ * handled and answered, and afterwards every started IDLE queue is started
+ * again on its reactor. So the memory table is only (re)mapped with no queue
+ * running, GET_VRING_BASE answers after the ring is drained, and no two
+ * threads ever touch one queue. Messages between two reactors are FIFO
+ * (core/reactor.c's inbox), so a start followed by a stop arrives in order.
+ * The one field written from several reactors is dev->broken (atomic).
+ *
+ * Data path and notification (the point of this target), per queue on its
+ * reactor: a queue is either POLLING or SLEEPING.
+ *   POLLING   a poller (every reactor iteration) takes requests from the
+ *             queue and its ring carries VRING_USED_F_NO_NOTIFY, so the
+ *             client does not kick. The poller returns IOC_POLL_BUSY only
  *             when it took requests. Once no request came for idle_window_ns
- *             it clears NO_NOTIFY, fences, rechecks every avail ring (a
- *             request published just before the flag changed would otherwise
- *             wait forever), and, if all are empty, unregisters itself.
- *   SLEEPING  no poller: the reactor can sleep in the kernel. Each started
+ *             it clears NO_NOTIFY, fences, rechecks the avail ring (a request
+ *             published just before the flag changed would otherwise wait
+ *             forever), and, if it is empty, unregisters itself.
+ *   SLEEPING  no poller: the reactor can sleep in the kernel. A running
  *             queue always has an io_uring read posted on its kick eventfd;
- *             a kick switches the connection back to POLLING.
+ *             a kick switches it back to POLLING.
  * The idle window adapts to the traffic: when a kick arrives soon after we
  * went to sleep (less than 4 windows), we slept too early, so the window
  * doubles (up to 1 ms); when the next kick comes late it halves (down to
  * 10 us). An idle client therefore costs nothing but one posted read per
  * queue, and a busy one runs without a single syscall per request.
  * Parking: when the poller has found nothing for VHOST_PARK_NS while bdev IO
- * of this client is in flight, it goes to sleep early (same flag, fence,
+ * of this queue is in flight, it goes to sleep early (same flag, fence,
  * recheck) and the next completion wakes it, besides kicks. A client mostly
  * answers completions with new requests, so spinning on its avail ring while
  * the device works only burns the core (a registered poller keeps the
@@ -41,19 +70,21 @@
  * Completions write the call eventfd once per reactor iteration per queue (a
  * deferred call), and only if the client did not set NO_INTERRUPT.
  *
- * Teardown: a closing connection unregisters its poller, cancels its posted
- * poll and kick reads and waits for in-flight bdev IO; it is freed when
- * nothing (kernel or bdev) still points into it, from a deferred call.
+ * Teardown: a closing connection stops its queues (as above), cancels its
+ * posted socket poll, and is freed from a deferred call on its own reactor
+ * once every queue is IDLE and nothing of the kernel points into it.
  * Export removal cancels the accept, aborts the export's connections on each
  * reactor and waits (bounded) for them to go.
  *
- * Not done: queues of one connection spread over several reactors (all of a
- * client's queues run on its reactor), reconnection state (inflight fd).
+ * Not done: reconnection state (inflight fd); moving a queue while it runs
+ * (a queue's reactor is fixed for the connection's life).
  * Rejected: a thread per connection blocking on kicks (a core per client
- * under load and a second threading model).
+ * under load and a second threading model); locks around the queue state
+ * (the data path would take one per request).
  */
 #include "ioc/common.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -76,6 +107,8 @@
 #define VHOST_PARK_NS         5000ull
 #define VHOST_STOP_TIMEOUT_MS 10000
 
+_Static_assert(VHOST_MAX_QUEUES <= 32, "queue masks are 32 bits");
+
 struct vhost_export {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct ioc_bdev *bdev;
@@ -84,12 +117,20 @@ struct vhost_export {
     int listen_fd;
     struct ioc_reactor *reactor;
     struct ioc_uring_req accept_req;
-    struct ioc_uring_req cancel_req;
     atomic_bool accept_posted;
     atomic_bool removing;
     atomic_uint conns;
     unsigned serial;
     struct vhost_export *next;
+};
+
+/* A message read from the socket, kept while its queues stop. */
+struct vhost_pending {
+    bool valid;
+    struct vhost_user_hdr hdr;
+    uint8_t payload[VHOST_USER_PAYLOAD_MAX];
+    int fds[VHOST_USER_MAX_FDS];
+    int nfds;
 };
 
 struct vhost_conn {
@@ -98,15 +139,10 @@ struct vhost_conn {
     struct ioc_reactor *reactor;
     int fd;
     struct ioc_uring_req poll_req;
-    struct ioc_uring_req cancel_req;
     bool poll_posted;
     bool closing;
-    bool sleeping;
-    bool parked;               /* sleeping while bdev IO is in flight: a completion wakes us */
-    struct ioc_poller *poller;
-    uint64_t last_work_ns;
-    uint64_t sleep_ns;         /* when we went to sleep */
-    uint64_t window_ns;        /* adaptive idle window */
+    unsigned stops_pending;     /* queues STOPPING */
+    struct vhost_pending pend;
     struct ioc_deferred free_defer;
     struct vhost_conn *prev, *next;
 };
@@ -119,30 +155,57 @@ static unsigned g_export_serial;
 static struct vhost_conn *g_conns[VHOST_MAX_REACTORS];
 
 static void conn_close(struct vhost_conn *c);
-
-/* ------------------------------------------------------------ polling and sleeping */
+static void conn_maybe_free(struct vhost_conn *c);
+static void conn_resume(struct vhost_conn *c);
 
 static void
-conn_set_no_notify(struct vhost_conn *c, bool on)
+cancel_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 {
-    for (unsigned i = 0; i < c->dev.max_queues; i++) {
-        if (c->dev.queues[i].started) {
-            vhost_vring_set_no_notify(&c->dev.queues[i], on);
-        }
-    }
+    (void)req;
+    (void)res;
+    (void)cqe_flags;
 }
 
-static bool
-conn_has_work(struct vhost_conn *c)
-{
-    for (unsigned i = 0; i < c->dev.max_queues; i++) {
-        struct vhost_queue *vq = &c->dev.queues[i];
+/* Shared by every cancel SQE: its completion does nothing and it never goes away. */
+static struct ioc_uring_req g_cancel_req = {.done = cancel_done};
 
-        if (vq->started && vhost_vring_has_work(vq)) {
-            return true;
-        }
+static void
+uring_cancel(struct ioc_reactor *r, struct ioc_uring_req *target)
+{
+    struct io_uring_sqe *sqe = ioc_reactor_get_sqe(r);
+
+    io_uring_prep_cancel(sqe, target, 0);
+    ioc_uring_sqe_set_req(sqe, &g_cancel_req);
+}
+
+/*
+ * Send a message to another reactor. The inbox allocates; under memory
+ * pressure retry for a while rather than lose a start or a stop.
+ */
+static int
+xsend(struct ioc_reactor *r, ioc_msg_fn fn, void *arg)
+{
+    int rc = ioc_reactor_send_msg(r, fn, arg);
+
+    for (unsigned i = 0; rc != 0 && i < 1000; i++) {
+        usleep(1000);
+        rc = ioc_reactor_send_msg(r, fn, arg);
     }
-    return false;
+    return rc;
+}
+
+static struct vhost_conn *
+queue_conn(struct vhost_queue *vq)
+{
+    return ioc_container_of(vq->dev, struct vhost_conn, dev);
+}
+
+/* ------------------------------------------------------------ one queue on its reactor */
+
+static bool
+queue_broken(const struct vhost_queue *vq)
+{
+    return atomic_load_explicit(&vq->dev->broken, memory_order_relaxed);
 }
 
 /*
@@ -152,78 +215,72 @@ conn_has_work(struct vhost_conn *c)
  * reactor can sleep in io_uring while the device works instead of spinning.
  */
 static void
-conn_try_sleep(struct vhost_conn *c, bool park)
+queue_try_sleep(struct vhost_queue *vq, bool park)
 {
-    conn_set_no_notify(c, false);
-    if (conn_has_work(c) && !c->dev.broken) {
-        conn_set_no_notify(c, true);
+    vhost_vring_set_no_notify(vq, false);
+    if (vhost_vring_has_work(vq) && !queue_broken(vq)) {
+        vhost_vring_set_no_notify(vq, true);
         return;
     }
-    ioc_poller_unregister(&c->poller);
-    c->sleeping = true;
-    c->parked = park;
-    c->sleep_ns = ioc_now_ns();
+    ioc_poller_unregister(&vq->poller);
+    vq->sleeping = true;
+    vq->parked = park;
+    vq->sleep_ns = ioc_now_ns();
 }
 
 static enum ioc_poll_result
-conn_poll(void *arg)
+queue_poll(void *arg)
 {
-    struct vhost_conn *c = arg;
+    struct vhost_queue *vq = arg;
     uint64_t now;
     int n = 0;
 
-    for (unsigned i = 0; i < c->dev.max_queues && !c->dev.broken; i++) {
-        struct vhost_queue *vq = &c->dev.queues[i];
-
-        if (vq->started) {
-            n += vhost_blk_process(vq, vq->num);
-        }
+    if (!queue_broken(vq)) {
+        n = vhost_blk_process(vq, vq->num);
     }
     now = ioc_now_ns();
     if (n > 0) {
-        c->last_work_ns = now;
+        vq->last_work_ns = now;
         return IOC_POLL_BUSY;
     }
-    if (now - c->last_work_ns > c->window_ns || c->dev.broken) {
-        conn_try_sleep(c, false);
-    } else if (c->dev.inflight > 0 && now - c->last_work_ns > VHOST_PARK_NS) {
-        conn_try_sleep(c, true);
+    if (now - vq->last_work_ns > vq->window_ns || queue_broken(vq)) {
+        queue_try_sleep(vq, false);
+    } else if (vq->inflight > 0 && now - vq->last_work_ns > VHOST_PARK_NS) {
+        queue_try_sleep(vq, true);
     }
     return IOC_POLL_IDLE;
 }
 
 static void
-conn_wake(struct vhost_conn *c)
+queue_wake(struct vhost_queue *vq)
 {
     uint64_t now = ioc_now_ns();
 
-    if (!c->sleeping || c->closing) {
+    if (!vq->sleeping || vq->stop_req) {
         return;
     }
-    c->poller = ioc_poller_register(c->reactor, conn_poll, c, 0);
-    if (c->poller == NULL) {
+    vq->poller = ioc_poller_register(vq->reactor, queue_poll, vq, 0);
+    if (vq->poller == NULL) {
         return; /* stay asleep; the next kick retries */
     }
-    c->sleeping = false;
-    if (c->parked) {
-        c->parked = false; /* an early sleep says nothing about the window */
-    } else if (now - c->sleep_ns < 4 * c->window_ns) {
-        c->window_ns = IOC_MIN(c->window_ns * 2, VHOST_WINDOW_MAX_NS);
+    vq->sleeping = false;
+    if (vq->parked) {
+        vq->parked = false; /* an early sleep says nothing about the window */
+    } else if (now - vq->sleep_ns < 4 * vq->window_ns) {
+        vq->window_ns = IOC_MIN(vq->window_ns * 2, VHOST_WINDOW_MAX_NS);
     } else {
-        c->window_ns = IOC_MAX(c->window_ns / 2, VHOST_WINDOW_MIN_NS);
+        vq->window_ns = IOC_MAX(vq->window_ns / 2, VHOST_WINDOW_MIN_NS);
     }
-    c->last_work_ns = now;
-    conn_set_no_notify(c, true);
+    vq->last_work_ns = now;
+    vhost_vring_set_no_notify(vq, true);
 }
 
-/* ------------------------------------------------------------ kicks and calls */
-
-static void conn_maybe_free(struct vhost_conn *c);
+static void queue_stop_check(struct vhost_queue *vq);
 
 static void
-kick_post(struct vhost_conn *c, struct vhost_queue *vq)
+kick_post(struct vhost_queue *vq)
 {
-    struct io_uring_sqe *sqe = ioc_reactor_get_sqe(c->reactor);
+    struct io_uring_sqe *sqe = ioc_reactor_get_sqe(vq->reactor);
 
     io_uring_prep_read(sqe, vq->kick_fd, &vq->kick_val, sizeof(vq->kick_val), 0);
     ioc_uring_sqe_set_req(sqe, &vq->kick_req);
@@ -234,37 +291,24 @@ static void
 kick_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 {
     struct vhost_queue *vq = ioc_container_of(req, struct vhost_queue, kick_req);
-    struct vhost_conn *c = ioc_container_of(vq->dev, struct vhost_conn, dev);
 
     (void)cqe_flags;
     vq->kick_posted = false;
-    if (c->closing) {
-        conn_maybe_free(c);
+    if (vq->stop_req) {
+        queue_stop_check(vq);
         return;
     }
-    if (vq->started && vq->kick_fd >= 0 && res != -EBADF) {
-        kick_post(c, vq);
+    if (res < 0 && res != -EINTR && res != -EAGAIN) {
+        /* the kick fd is ours until the queue stops: this is not the client's doing */
+        IOC_ERR_RATELIMIT("vhost", "%s: queue %u: kick read: %s", vq->dev->name, vq->index,
+                          strerror(-res));
+        vhost_dev_set_broken(vq->dev, "kick eventfd unreadable");
+        return;
     }
+    kick_post(vq);
     if (res > 0) {
-        conn_wake(c);
+        queue_wake(vq);
     }
-}
-
-static void
-cancel_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
-{
-    (void)req;
-    (void)res;
-    (void)cqe_flags;
-}
-
-static void
-uring_cancel(struct vhost_conn *c, struct ioc_uring_req *target)
-{
-    struct io_uring_sqe *sqe = ioc_reactor_get_sqe(c->reactor);
-
-    io_uring_prep_cancel(sqe, target, 0);
-    ioc_uring_sqe_set_req(sqe, &c->cancel_req);
 }
 
 static void
@@ -273,77 +317,182 @@ signal_fn(struct ioc_deferred *d)
     struct vhost_queue *vq = ioc_container_of(d, struct vhost_queue, signal_defer);
     uint64_t one = 1;
 
-    if (vq->call_fd >= 0 && vq->used != NULL && vhost_vring_need_signal(vq)) {
+    if (vq->call_fd >= 0 && vhost_vring_need_signal(vq)) {
         /* an eventfd write never blocks for long: it is a counter */
         if (write(vq->call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
             IOC_ERR_RATELIMIT("vhost", "%s: call eventfd: %s", vq->dev->name, strerror(errno));
         }
     }
+    if (vq->stop_req) {
+        queue_stop_check(vq);
+    }
 }
 
 static void
-dev_queue_started(struct vhost_dev *dev, struct vhost_queue *vq)
+queue_stopped_msg(void *arg)
 {
-    struct vhost_conn *c = ioc_container_of(dev, struct vhost_conn, dev);
+    struct vhost_queue *vq = arg;
+    struct vhost_conn *c = queue_conn(vq);
 
-    if (vq->kick_posted) {
-        uring_cancel(c, &vq->kick_req); /* a read on the previous kick fd: repost after */
-    } else {
-        kick_post(c, vq);
+    assert(vq->run == VHOST_QUEUE_STOPPING && c->stops_pending > 0);
+    vq->run = VHOST_QUEUE_IDLE;
+    c->stops_pending--;
+    if (c->closing) {
+        conn_maybe_free(c);
+    } else if (c->stops_pending == 0 && c->pend.valid) {
+        conn_resume(c);
     }
-    if (c->sleeping) {
-        c->sleep_ns = 0;
-        conn_wake(c);
-    } else {
-        vhost_vring_set_no_notify(vq, true);
+}
+
+/* On the queue's reactor: hand the queue back once nothing of ours points into it. */
+static void
+queue_stop_fn(struct ioc_deferred *d)
+{
+    struct vhost_queue *vq = ioc_container_of(d, struct vhost_queue, stop_defer);
+    struct vhost_conn *c = queue_conn(vq);
+
+    if (!vq->stop_req || vq->kick_posted || vq->inflight > 0 || vq->signal_defer.queued) {
+        return; /* whatever is left calls queue_stop_check again when it finishes */
+    }
+    vq->stop_req = false;
+    if (xsend(c->reactor, queue_stopped_msg, vq) != 0) {
+        IOC_ERR("vhost", "%s: queue %u: cannot hand the queue back: out of memory",
+                vq->dev->name, vq->index);
+    }
+}
+
+static void
+queue_stop_check(struct vhost_queue *vq)
+{
+    ioc_reactor_defer(vq->reactor, &vq->stop_defer, queue_stop_fn);
+}
+
+static void
+queue_stop_msg(void *arg)
+{
+    struct vhost_queue *vq = arg;
+
+    vq->stop_req = true;
+    ioc_poller_unregister(&vq->poller);
+    vq->sleeping = true;
+    vq->parked = false;
+    vhost_vring_set_no_notify(vq, false); /* the client kicks; the eventfd keeps the count */
+    if (vq->kick_posted) {
+        uring_cancel(vq->reactor, &vq->kick_req);
+    }
+    queue_stop_check(vq);
+}
+
+static void
+queue_start_msg(void *arg)
+{
+    struct vhost_queue *vq = arg;
+
+    vq->stop_req = false;
+    vq->sleeping = true;
+    vq->parked = false;
+    vq->poller = NULL;
+    vq->window_ns = VHOST_WINDOW_INIT_NS;
+    vq->kick_req.done = kick_done;
+    kick_post(vq);
+    vq->sleep_ns = 0;
+    queue_wake(vq); /* look at the ring at once: requests may be waiting */
+    IOC_DEBUG(vhost, "%s: queue %u running on reactor %u", vq->dev->name, vq->index,
+              ioc_reactor_id(vq->reactor));
+}
+
+static void
+dev_completed(struct vhost_dev *dev, struct vhost_queue *vq)
+{
+    (void)dev;
+    ioc_reactor_defer(vq->reactor, &vq->signal_defer, signal_fn);
+    if (vq->stop_req) {
+        queue_stop_check(vq);
+    } else if (vq->parked) {
+        queue_wake(vq);
     }
 }
 
 static void
 dev_queue_stopping(struct vhost_dev *dev, struct vhost_queue *vq)
 {
-    struct vhost_conn *c = ioc_container_of(dev, struct vhost_conn, dev);
-
-    if (vq->kick_posted) {
-        uring_cancel(c, &vq->kick_req);
-    }
-}
-
-static void
-dev_completed(struct vhost_dev *dev, struct vhost_queue *vq)
-{
-    struct vhost_conn *c = ioc_container_of(dev, struct vhost_conn, dev);
-
-    if (c->closing) {
-        conn_maybe_free(c);
-        return;
-    }
-    ioc_reactor_defer(c->reactor, &vq->signal_defer, signal_fn);
-    if (c->parked) {
-        conn_wake(c);
-    }
+    (void)dev;
+    /* vhost_msg_queue_mask() named this queue, so it was stopped before the message */
+    assert(vq->run == VHOST_QUEUE_IDLE);
+    (void)vq;
 }
 
 static const struct vhost_dev_ops g_dev_ops = {
-    .queue_started = dev_queue_started,
     .queue_stopping = dev_queue_stopping,
     .completed = dev_completed,
 };
 
+/* ------------------------------------------------------------ queues, from the connection */
+
+/* Start every started queue that is not running (after each message). */
+static void
+conn_queues_run(struct vhost_conn *c)
+{
+    for (unsigned i = 0; i < c->dev.max_queues; i++) {
+        struct vhost_queue *vq = &c->dev.queues[i];
+
+        if (!vq->started || vq->run != VHOST_QUEUE_IDLE) {
+            continue;
+        }
+        vq->run = VHOST_QUEUE_RUNNING;
+        if (xsend(vq->reactor, queue_start_msg, vq) != 0) {
+            vq->run = VHOST_QUEUE_IDLE;
+            vhost_dev_set_broken(&c->dev, "cannot start a queue: out of memory");
+        }
+    }
+}
+
+/* Stop the running queues in mask; returns how many stops are now pending. */
+static unsigned
+conn_queues_stop(struct vhost_conn *c, uint32_t mask)
+{
+    for (unsigned i = 0; i < c->dev.max_queues; i++) {
+        struct vhost_queue *vq = &c->dev.queues[i];
+
+        if (!(mask & (1u << i)) || vq->run != VHOST_QUEUE_RUNNING) {
+            continue;
+        }
+        vq->run = VHOST_QUEUE_STOPPING;
+        c->stops_pending++;
+        if (xsend(vq->reactor, queue_stop_msg, vq) != 0) {
+            /* the queue keeps running; the connection can never be freed safely */
+            IOC_ERR("vhost", "%s: queue %u: cannot stop it: out of memory", c->dev.name, i);
+        }
+    }
+    return c->stops_pending;
+}
+
 /* ------------------------------------------------------------ control messages */
 
-/* Read one whole message. Returns 1, 0 (nothing to read), or -errno (drop the client). */
-static int
-msg_recv(struct vhost_conn *c, struct vhost_user_hdr *hdr, uint8_t *payload, int *fds,
-         int *nfds)
+static void
+pending_drop(struct vhost_pending *p)
 {
+    for (int i = 0; i < p->nfds; i++) {
+        if (p->fds[i] >= 0) {
+            close(p->fds[i]);
+        }
+    }
+    p->nfds = 0;
+    p->valid = false;
+}
+
+/* Read one whole message into c->pend. Returns 1, 0 (nothing to read), or -errno. */
+static int
+msg_recv(struct vhost_conn *c)
+{
+    struct vhost_pending *p = &c->pend;
     char cbuf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-    struct iovec iov = {hdr, sizeof(*hdr)};
+    struct iovec iov = {&p->hdr, sizeof(p->hdr)};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof(cbuf)};
     ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
-    *nfds = 0;
+    p->nfds = 0;
     if (n < 0) {
         return errno == EAGAIN || errno == EINTR ? 0 : -errno;
     }
@@ -351,42 +500,47 @@ msg_recv(struct vhost_conn *c, struct vhost_user_hdr *hdr, uint8_t *payload, int
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
             int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 
-            memcpy(fds + *nfds, CMSG_DATA(cm), sizeof(int) * (size_t)cnt);
-            *nfds += cnt;
+            cnt = IOC_MIN(cnt, (int)VHOST_USER_MAX_FDS - p->nfds);
+            memcpy(p->fds + p->nfds, CMSG_DATA(cm), sizeof(int) * (size_t)cnt);
+            p->nfds += cnt;
         }
     }
+    p->valid = true; /* from here on pending_drop() closes the fds */
     if (n == 0) {
         return -EPIPE;
     }
-    if ((size_t)n != sizeof(*hdr) || (mh.msg_flags & MSG_CTRUNC) ||
-        hdr->size > VHOST_USER_PAYLOAD_MAX) {
+    if ((size_t)n != sizeof(p->hdr) || (mh.msg_flags & MSG_CTRUNC) ||
+        p->hdr.size > VHOST_USER_PAYLOAD_MAX) {
         return -EPROTO;
     }
-    if (hdr->size > 0 && recv(c->fd, payload, hdr->size, MSG_DONTWAIT) != (ssize_t)hdr->size) {
+    if (p->hdr.size > 0 &&
+        recv(c->fd, p->payload, p->hdr.size, MSG_DONTWAIT) != (ssize_t)p->hdr.size) {
         return -EPROTO;
     }
     return 1;
 }
 
+/*
+ * Handle the message in c->pend, or, if queues it may change still run, stop
+ * them and keep it (returns 0: wait for queue_stopped_msg). Returns 1 when
+ * handled and answered, -errno to drop the client.
+ */
 static int
-msg_one(struct vhost_conn *c)
+msg_handle(struct vhost_conn *c)
 {
-    struct vhost_user_hdr hdr;
-    uint8_t payload[VHOST_USER_PAYLOAD_MAX];
+    struct vhost_pending *p = &c->pend;
     struct vhost_reply reply;
-    int fds[VHOST_USER_MAX_FDS], nfds = 0;
-    int rc = msg_recv(c, &hdr, payload, fds, &nfds);
+    int rc;
 
-    if (rc <= 0) {
-        for (int i = 0; i < nfds; i++) {
-            close(fds[i]);
-        }
-        return rc;
+    if (conn_queues_stop(c, vhost_msg_queue_mask(&c->dev, &p->hdr, p->payload)) > 0) {
+        return 0;
     }
-    rc = vhost_dev_handle_msg(&c->dev, &hdr, payload, fds, nfds, &reply);
+    rc = vhost_dev_handle_msg(&c->dev, &p->hdr, p->payload, p->fds, p->nfds, &reply);
+    p->nfds = 0; /* taken */
+    p->valid = false;
     if (rc != 0) {
         IOC_WARN("vhost", "%s: %s: %s: dropping the client", c->dev.name,
-                 vhost_request_name(hdr.request), strerror(-rc));
+                 vhost_request_name(p->hdr.request), strerror(-rc));
         return rc;
     }
     if (reply.hdr.request != 0 &&
@@ -394,6 +548,7 @@ msg_one(struct vhost_conn *c)
             (ssize_t)(sizeof(reply.hdr) + reply.hdr.size)) {
         return -EPIPE;
     }
+    conn_queues_run(c);
     return 1;
 }
 
@@ -407,11 +562,35 @@ conn_post_poll(struct vhost_conn *c)
     c->poll_posted = true;
 }
 
+/* Handle messages until the socket is empty or one waits for queues to stop. */
+static void
+conn_msgs(struct vhost_conn *c, int rc)
+{
+    while (rc > 0 && !c->closing) {
+        rc = msg_recv(c);
+        if (rc > 0) {
+            rc = msg_handle(c);
+        }
+    }
+    if (rc < 0 || c->closing) {
+        conn_close(c);
+    } else if (!c->pend.valid) {
+        conn_post_poll(c);
+    } /* else: a message waits for its queues; queue_stopped_msg resumes */
+}
+
+static void
+conn_resume(struct vhost_conn *c)
+{
+    int rc = msg_handle(c);
+
+    conn_msgs(c, rc);
+}
+
 static void
 conn_poll_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 {
     struct vhost_conn *c = ioc_container_of(req, struct vhost_conn, poll_req);
-    int rc = 1;
 
     (void)cqe_flags;
     c->poll_posted = false;
@@ -419,17 +598,7 @@ conn_poll_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
         conn_maybe_free(c);
         return;
     }
-    if (res < 0) {
-        rc = res;
-    }
-    while (rc > 0 && !c->closing) {
-        rc = msg_one(c);
-    }
-    if (rc < 0 || c->closing) {
-        conn_close(c);
-        return;
-    }
-    conn_post_poll(c);
+    conn_msgs(c, res < 0 ? res : 1);
 }
 
 /* ------------------------------------------------------------ connection lifetime */
@@ -441,11 +610,11 @@ conn_free_fn(struct ioc_deferred *d)
     unsigned id = ioc_reactor_id(c->reactor);
 
     for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
-        if (c->dev.queues[i].signal_defer.queued || c->dev.queues[i].kick_posted) {
-            return; /* something still runs; it calls conn_maybe_free again */
+        if (c->dev.queues[i].run != VHOST_QUEUE_IDLE) {
+            return; /* queue_stopped_msg calls conn_maybe_free again */
         }
     }
-    if (c->poll_posted || c->dev.inflight > 0) {
+    if (c->poll_posted) {
         return;
     }
     if (c->prev != NULL) {
@@ -457,6 +626,7 @@ conn_free_fn(struct ioc_deferred *d)
         c->next->prev = c->prev;
     }
     IOC_DEBUG(vhost, "%s: disconnected", c->dev.name);
+    pending_drop(&c->pend);
     vhost_dev_fini(&c->dev);
     close(c->fd);
     atomic_fetch_sub(&c->exp->conns, 1);
@@ -476,14 +646,10 @@ conn_close(struct vhost_conn *c)
         return;
     }
     c->closing = true;
-    ioc_poller_unregister(&c->poller);
+    pending_drop(&c->pend);
+    conn_queues_stop(c, UINT32_MAX);
     if (c->poll_posted) {
-        uring_cancel(c, &c->poll_req);
-    }
-    for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
-        if (c->dev.queues[i].kick_posted) {
-            uring_cancel(c, &c->dev.queues[i].kick_req);
-        }
+        uring_cancel(c->reactor, &c->poll_req);
     }
     shutdown(c->fd, SHUT_RDWR);
     conn_maybe_free(c);
@@ -494,7 +660,7 @@ conn_start_msg(void *arg)
 {
     struct vhost_conn *c = arg;
     struct ioc_reactor *r = ioc_reactor_self();
-    unsigned id = ioc_reactor_id(r);
+    unsigned id = ioc_reactor_id(r), n = ioc_reactor_count();
 
     c->reactor = r;
     if (atomic_load(&c->exp->removing) || id >= VHOST_MAX_REACTORS) {
@@ -507,12 +673,10 @@ conn_start_msg(void *arg)
                    c->exp->num_queues);
     snprintf(c->dev.name, sizeof(c->dev.name), "vhost %.100s#%d", c->exp->path, c->fd);
     for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
-        c->dev.queues[i].kick_req.done = kick_done;
+        /* queue i on the i-th reactor after the connection's (a local reactor: n == 0) */
+        c->dev.queues[i].reactor = n > 1 ? ioc_reactor_get((id + i) % n) : r;
     }
     c->poll_req.done = conn_poll_done;
-    c->cancel_req.done = cancel_done;
-    c->sleeping = true;
-    c->window_ns = VHOST_WINDOW_INIT_NS;
     c->next = g_conns[id];
     if (c->next != NULL) {
         c->next->prev = c;
@@ -573,7 +737,6 @@ accept_start_msg(void *arg)
     struct vhost_export *e = arg;
 
     e->accept_req.done = accept_done;
-    e->cancel_req.done = cancel_done;
     atomic_store(&e->accept_posted, true);
     accept_post(e);
 }
@@ -589,7 +752,7 @@ accept_cancel_msg(void *arg)
     }
     sqe = ioc_reactor_get_sqe(e->reactor);
     io_uring_prep_cancel(sqe, &e->accept_req, 0);
-    ioc_uring_sqe_set_req(sqe, &e->cancel_req);
+    ioc_uring_sqe_set_req(sqe, &g_cancel_req);
 }
 
 /* Runs on every reactor: close this export's connections there. */

@@ -72,6 +72,10 @@ def test_vhost_iocd_multiqueue_and_read_only(iocd, tmp_path):
     assert res["errors"] == 0 and res["ios"] > 0
     _, p = perf("--socket", sock, "--queue", "4", "--runtime", "0.2", check=False)
     assert p.returncode != 0 and "has 4 queue(s)" in p.stderr
+    # all four queues of one connection, on this one-reactor iocd
+    res, _ = perf("--socket", sock, "--queues", "4", "--rw", "randread", "--qd", "16",
+                  "--runtime", "0.5")
+    assert res["errors"] == 0 and res["ios"] > 0 and res["queues"] == 4
 
 
 def test_vhost_multiqueue_verify_iocd_and_qsd(iocd, tmp_path, procs):

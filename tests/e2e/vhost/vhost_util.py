@@ -72,6 +72,7 @@ def vhost_file_export(iocd, name, image, sock, nbd=True, **kw):
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
 SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE = 5, 8, 9, 10
+GET_VRING_BASE = 11
 SET_VRING_KICK, SET_VRING_CALL = 12, 13
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, SET_VRING_ENABLE = 15, 16, 18
 F_VERSION_1, F_PROTOCOL = 1 << 32, 1 << 30
@@ -131,34 +132,58 @@ class RawVhost:
         body = self.msg(req, struct.pack("<Q", v), fds)
         assert struct.unpack("<Q", body)[0] == 0, f"request {req} refused"
 
-    def setup(self):
+    def setup(self, index=0):
+        """Negotiate, share the memory and start vring `index` (the only one used)."""
+        self.index = index
         feats = struct.unpack("<Q", self.msg(GET_FEATURES, reply=True))[0]
         assert feats & F_VERSION_1
         self.msg(GET_PROTOCOL_FEATURES, reply=True)
         self.msg(SET_PROTOCOL_FEATURES, struct.pack("<Q", P_REPLY_ACK), ack=False)
         self.u64(SET_FEATURES, F_VERSION_1 | F_PROTOCOL)
+        self.mem_table()
+        self.vring(0)
+
+    def mem_table(self):
         region = struct.pack("<QQQQ", self.BASE, self.SIZE, self.BASE, 0)
         body = self.msg(SET_MEM_TABLE, struct.pack("<II", 1, 0) + region, [self.memfd])
         assert struct.unpack("<Q", body)[0] == 0
-        self.msg(SET_VRING_NUM, struct.pack("<II", 0, self.QSIZE))
-        self.msg(SET_VRING_BASE, struct.pack("<II", 0, 0))
-        self.msg(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, 0, self.BASE + self.DESC,
+
+    def vring(self, base):
+        """Set up and enable the vring, starting at avail/used index `base`."""
+        i = self.index
+        self.msg(SET_VRING_NUM, struct.pack("<II", i, self.QSIZE))
+        self.msg(SET_VRING_BASE, struct.pack("<II", i, base))
+        self.msg(SET_VRING_ADDR, struct.pack("<IIQQQQ", i, 0, self.BASE + self.DESC,
                                              self.BASE + self.USED, self.BASE + self.AVAIL, 0))
-        self.u64(SET_VRING_CALL, 0, [self.call])
-        self.u64(SET_VRING_KICK, 0, [self.kick])
-        self.msg(SET_VRING_ENABLE, struct.pack("<II", 0, 1))
+        self.u64(SET_VRING_CALL, i, [self.call])
+        self.u64(SET_VRING_KICK, i, [self.kick])
+        self.msg(SET_VRING_ENABLE, struct.pack("<II", i, 1))
+
+    def get_vring_base(self):
+        """Stop the vring; returns the avail index the target says to resume at."""
+        body = self.msg(GET_VRING_BASE, struct.pack("<II", self.index, 0), reply=True)
+        index, num = struct.unpack("<II", body)
+        assert index == self.index
+        return num
 
     def desc(self, i, addr, length, flags, nxt=0):
         struct.pack_into("<QIHH", self.mem, self.DESC + 16 * i, addr, length, flags, nxt)
 
-    def request(self, rtype, sector, data_addr=None, data_len=4096, data_flags=WRITE):
-        """Publish header / data / status and kick; returns nothing."""
+    def request(self, rtype, sector, data_addr=None, data_len=4096, data_flags=WRITE,
+                publish=True):
+        """Write header / data / status descriptors; publish and kick unless
+        publish=False (then change descriptors and call publish())."""
         struct.pack_into("<IIQ", self.mem, self.HDR, rtype, 0, sector)
         self.mem[self.STATUS] = 0xff
         self.desc(0, self.BASE + self.HDR, 16, NEXT, 1)
         self.desc(1, self.BASE + self.DATA if data_addr is None else data_addr, data_len,
                   data_flags | NEXT, 2)
         self.desc(2, self.BASE + self.STATUS, 1, WRITE)
+        if publish:
+            self.publish()
+
+    def publish(self):
+        """Put head 0 on the avail ring, publish the index and kick."""
         struct.pack_into("<H", self.mem, self.AVAIL + 4 + 2 * (self.avail_idx % self.QSIZE), 0)
         self.avail_idx += 1
         struct.pack_into("<H", self.mem, self.AVAIL + 2, self.avail_idx)

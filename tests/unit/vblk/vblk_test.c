@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "lib/vblk/vblk_internal.h"
 
@@ -181,6 +183,96 @@ test_vblk_buf_alloc_exhaust(void **state)
     fake_free(f);
 }
 
+/* Queue 1 of the fake, laid out after the heap (the fake maps 1 MiB past the rings). */
+static struct vblk_queue *
+fake_second_queue(struct fake *f)
+{
+    struct vblk_queue *q = &f->v.queues[1];
+
+    vblk_queue_layout(q, f->v.heap + f->v.heap_len, 8);
+    q->v = &f->v;
+    q->index = 1;
+    q->mode = f->v.queues[0].mode;
+    q->kick_fd = -1;
+    assert_int_equal(vblk_queue_init_private(q), 0);
+    q->used->flags = VRING_USED_F_NO_NOTIFY;
+    f->v.queues[0].used->flags = VRING_USED_F_NO_NOTIFY;
+    f->v.nr_queues = 2;
+    return q;
+}
+
+struct late_completion {
+    struct vblk_queue *q;
+    int call_fd;
+};
+
+static void *
+complete_later(void *arg)
+{
+    struct late_completion *l = arg;
+    uint64_t one = 1;
+
+    usleep(50000);
+    device_complete(l->q, 0, VIRTIO_BLK_S_OK);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    assert_int_equal(write(l->call_fd, &one, sizeof(one)), 8);
+    return NULL;
+}
+
+static void
+test_vblk_queues_wait(void **state)
+{
+    struct fake *f = fake_new();
+    struct vblk_queue *q0 = &f->v.queues[0], *q1 = fake_second_queue(f);
+    struct vblk_queue *set[2] = {q0, q1}, *twice[2] = {q0, q0}, *none[2] = {q0, NULL};
+    void *buf = vblk_buf_alloc(&f->v, 4096);
+    struct iovec iov = {buf, 4096};
+    struct vblk_completion c[8];
+    struct late_completion late = {q1, -1};
+    pthread_t t;
+    int a, b;
+
+    (void)state;
+    assert_int_equal(vblk_queues_wait(set, 0, c, 8, 0), -EINVAL);
+    assert_int_equal(vblk_queues_wait(twice, 2, c, 8, 0), -EINVAL);
+    assert_int_equal(vblk_queues_wait(none, 2, c, 8, 0), -EINVAL);
+    assert_int_equal(vblk_queues_wait(set, 2, c, 8, 0), 0); /* nothing in flight */
+    /* busy: completions on either queue are reaped by one call */
+    assert_int_equal(vblk_queue_submit(q0, VBLK_OP_READ, 0, 0, &iov, 1, &a), 0);
+    assert_int_equal(vblk_queue_submit(q1, VBLK_OP_FLUSH, 0, 0, NULL, 0, &b), 0);
+    assert_int_equal(vblk_queue_kick(q0), 0);
+    assert_int_equal(vblk_queue_kick(q1), 0);
+    device_complete(q1, 0, VIRTIO_BLK_S_OK);
+    assert_int_equal(vblk_queues_wait(set, 2, c, 8, 1000), 1);
+    assert_ptr_equal(c[0].cookie, &b);
+    device_complete(q0, 0, VIRTIO_BLK_S_IOERR);
+    assert_int_equal(vblk_queues_wait(set, 2, c, 8, 1000), 1);
+    assert_ptr_equal(c[0].cookie, &a);
+    assert_int_equal(c[0].status, -EIO);
+    /* eventfd: one sleep on both call fds; a signal on queue 1 wakes it */
+    q0->mode = q1->mode = VBLK_MODE_EVENTFD;
+    f->v.sock = -1;
+    q0->call_fd = eventfd(0, EFD_NONBLOCK);
+    q1->call_fd = eventfd(0, EFD_NONBLOCK);
+    late.call_fd = q1->call_fd;
+    assert_int_equal(vblk_queue_call_fd(q1), q1->call_fd);
+    assert_int_equal(vblk_queue_submit(q0, VBLK_OP_FLUSH, 0, 0, NULL, 0, &a), 0);
+    assert_int_equal(vblk_queue_submit(q1, VBLK_OP_FLUSH, 0, 0, NULL, 0, &b), 0);
+    assert_int_equal(vblk_queue_kick(q0), 0);
+    assert_int_equal(vblk_queue_kick(q1), 0);
+    assert_int_equal(pthread_create(&t, NULL, complete_later, &late), 0);
+    assert_int_equal(vblk_queues_wait(set, 2, c, 8, 5000), 1);
+    pthread_join(t, NULL);
+    assert_ptr_equal(c[0].cookie, &b);
+    /* q0's request never completes: a timeout, not a hang */
+    assert_int_equal(vblk_queues_wait(set, 2, c, 8, 50), 0);
+    close(q0->call_fd);
+    close(q1->call_fd);
+    vblk_queue_fini_private(q1);
+    vblk_buf_free(&f->v, buf);
+    fake_free(f);
+}
+
 int
 main(void)
 {
@@ -190,6 +282,7 @@ main(void)
         cmocka_unit_test(test_vblk_queue_submit_reap),
         cmocka_unit_test(test_vblk_queue_submit_refused),
         cmocka_unit_test(test_vblk_buf_alloc_exhaust),
+        cmocka_unit_test(test_vblk_queues_wait),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -437,6 +437,51 @@ test_vhost_blk_process_no_status(void **state)
     expect_broken(f, vq);
 }
 
+/* Which queues a message may change (the glue stops those first). */
+static void
+test_vhost_msg_queue_mask(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_user_hdr h = {.flags = VHOST_USER_VERSION};
+    struct vhost_user_state st = {.index = 1, .num = 8};
+    struct vhost_user_addr a = {.index = 0};
+    uint64_t u64;
+
+    h.request = VHOST_USER_GET_FEATURES;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, NULL), 0);
+    h.request = VHOST_USER_GET_CONFIG;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, NULL), 0);
+    h.request = VHOST_USER_SET_MEM_TABLE; /* every queue (2 here) */
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, NULL), 3);
+    h.request = VHOST_USER_SET_FEATURES;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, NULL), 3);
+    h.request = 99; /* unknown: conservative */
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, NULL), 3);
+    h.request = VHOST_USER_SET_VRING_NUM;
+    h.size = sizeof(st);
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &st), 2);
+    h.request = VHOST_USER_GET_VRING_BASE;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &st), 2);
+    st.index = 5; /* out of range: refused later; all queues meanwhile */
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &st), 3);
+    h.size = 4;   /* too short to hold the index */
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &st), 3);
+    h.request = VHOST_USER_SET_VRING_ADDR;
+    h.size = sizeof(a);
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &a), 1);
+    h.request = VHOST_USER_SET_VRING_KICK;
+    h.size = 8;
+    u64 = 1 | VHOST_USER_VRING_NOFD;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &u64), 2);
+    h.request = VHOST_USER_SET_VRING_CALL;
+    u64 = 0;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &u64), 1);
+    u64 = 7;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &u64), 3);
+    h.request = VHOST_USER_SET_VRING_ERR;
+    assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &u64), 0);
+}
+
 int
 main(void)
 {
@@ -459,6 +504,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_vhost_vring_pop_read_after_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_vring_pop_indirect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_blk_process_no_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_msg_queue_mask, setup, teardown),
     };
     int rc;
 
