@@ -1,9 +1,10 @@
 /*
  * target/iscsi/iscsi_conn.c - the iSCSI engine of one connection.
  *
- * Like the NBD engine it knows nothing about sockets: the transport
- * (iscsi_target.c, or the unit tests and fuzzer with byte buffers) feeds it
- * received bytes and drains its output.
+ * Like the NBD engine it knows nothing about sockets: the transport (the
+ * shared stream layer target_stream.c, set up by iscsi_target.c, or the unit
+ * tests and fuzzer with byte buffers) feeds it received bytes and drains its
+ * output.
  *
  *   bytes in:  one receive buffer (ISCSI_RBUF_SIZE, larger than the biggest
  *              PDU we accept); every complete PDU in it is checked
@@ -17,7 +18,8 @@
  *              straight into the buffer the bdev read into.
  *   bytes out: each task's Data-In PDUs and its response are one iovec list;
  *              control PDUs (NOP-In, R2T, text, TMF, logout, reject) are small
- *              objects of their own. iscsi_conn_out_iov() hands the whole queue
+ *              objects of their own, all on the shared output queue
+ *              (target_outq.h). iscsi_conn_out_iov() hands the whole queue
  *              to the transport for ONE sendmsg; partial sends resume
  *              mid-iovec.
  *   wake-ups:  every event defers one conn_deferred() on the reactor, which
@@ -165,62 +167,24 @@ iscsi_conn_max_cmdsn(const struct iscsi_conn *c)
 /* ------------------------------------------------------------------ output */
 
 static void
-conn_queue(struct iscsi_conn *c, struct iscsi_out *o)
+conn_queue(struct iscsi_conn *c, struct ioc_target_out *o)
 {
-    o->len = 0;
-    for (int i = 0; i < o->iovcnt; i++) {
-        o->len += o->iov[i].iov_len;
-    }
-    o->next = NULL;
-    *c->out_tail = o;
-    c->out_tail = &o->next;
+    ioc_target_outq_append(&c->outq, o);
     conn_kick(c);
-}
-
-static struct iscsi_out *
-conn_out_pop(struct iscsi_conn *c)
-{
-    struct iscsi_out *o = c->out_head;
-
-    c->out_head = o->next;
-    if (c->out_head == NULL) {
-        c->out_tail = &c->out_head;
-    }
-    c->out_off = 0;
-    return o;
 }
 
 int
 iscsi_conn_out_iov(struct iscsi_conn *c, struct iovec *iov, int max)
 {
-    size_t skip = c->out_off;
-    int n = 0;
-
     if (c->aborted) {
-        return 0;
+        return 0; /* queued output is dropped: send nothing more */
     }
-    for (struct iscsi_out *o = c->out_head; o != NULL && n < max; o = o->next) {
-        for (int i = 0; i < o->iovcnt && n < max; i++) {
-            size_t len = o->iov[i].iov_len;
-
-            if (skip >= len) {
-                skip -= len;
-                continue;
-            }
-            iov[n].iov_base = (uint8_t *)o->iov[i].iov_base + skip;
-            iov[n].iov_len = len - skip;
-            skip = 0;
-            n++;
-        }
-    }
-    return n;
+    return ioc_target_outq_iov(&c->outq, iov, max);
 }
 
 void
 iscsi_conn_sent(struct iscsi_conn *c, ssize_t n)
 {
-    size_t left;
-
     conn_kick(c);
     if (n < 0) {
         iscsi_conn_fail(c, "send failed");
@@ -229,30 +193,7 @@ iscsi_conn_sent(struct iscsi_conn *c, ssize_t n)
     if (c->aborted) {
         return;
     }
-    left = (size_t)n;
-    while (left > 0 && c->out_head != NULL) {
-        size_t rest = c->out_head->len - c->out_off;
-        struct iscsi_out *o;
-
-        if (left < rest) {
-            c->out_off += left;
-            return;
-        }
-        left -= rest;
-        o = conn_out_pop(c);
-        o->done(o);
-    }
-}
-
-/* Drop every queued output (abort): each piece is retired as if sent. */
-static void
-conn_out_drop(struct iscsi_conn *c)
-{
-    while (c->out_head != NULL) {
-        struct iscsi_out *o = conn_out_pop(c);
-
-        o->done(o);
-    }
+    ioc_target_outq_sent(&c->outq, (size_t)n);
 }
 
 /* Digests and padding of one PDU: hdr holds the BHS; data/len its data segment. */
@@ -295,7 +236,7 @@ pdu_finish(const struct iscsi_conn *c, struct iscsi_pdu_hdr *h, struct iovec *io
 /* ------------------------------------------------------------ control PDUs */
 
 static void
-ctl_done(struct iscsi_out *o)
+ctl_done(struct ioc_target_out *o)
 {
     struct iscsi_ctl *ctl = ioc_container_of(o, struct iscsi_ctl, out);
 
@@ -424,7 +365,7 @@ task_wait_remove(struct iscsi_task *t)
 }
 
 static void
-task_out_done(struct iscsi_out *o)
+task_out_done(struct ioc_target_out *o)
 {
     task_put(ioc_container_of(o, struct iscsi_task, out));
 }
@@ -598,7 +539,7 @@ task_exec(struct iscsi_task *t)
 static void r2t_send(struct iscsi_task *t);
 
 static void
-r2t_done(struct iscsi_out *o)
+r2t_done(struct ioc_target_out *o)
 {
     struct iscsi_task *t = ioc_container_of(o, struct iscsi_task, r2t_ctl.out);
 
@@ -1244,11 +1185,12 @@ conn_deferred(struct ioc_deferred *d)
     if (c->state == ISCSI_CONN_FULL) {
         conn_parse(c);
     }
-    if (c->state == ISCSI_CONN_LOGOUT && c->out_head == NULL && c->io_inflight == 0) {
+    if (c->state == ISCSI_CONN_LOGOUT && ioc_target_outq_empty(&c->outq) &&
+        c->io_inflight == 0) {
         iscsi_conn_set_state(c, ISCSI_CONN_CLOSING);
     }
     if (c->aborted) {
-        conn_out_drop(c);
+        ioc_target_outq_drop(&c->outq);
     }
     c->t->process(c->tctx);
 }
@@ -1281,7 +1223,7 @@ iscsi_conn_create(struct ioc_reactor *r, const struct iscsi_conn_transport *t, v
     c->tctx = ctx;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     snprintf(c->portal, sizeof(c->portal), "%s", portal);
-    c->out_tail = &c->out_head;
+    ioc_target_outq_init(&c->outq);
     c->login_first = true;
     iscsi_params_init(&c->params);
     *out = c;
@@ -1298,7 +1240,7 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
     }
     *cp = NULL;
     assert(c->io_inflight == 0);
-    conn_out_drop(c);
+    ioc_target_outq_drop(&c->outq);
     for (unsigned i = 0; i < ISCSI_MAX_TASKS; i++) {
         scsi_task_buf_free(&c->tasks[i].scsi);
         free(c->tasks[i].hdrs);
@@ -1323,7 +1265,7 @@ bool
 iscsi_conn_finished(const struct iscsi_conn *c)
 {
     return c->state == ISCSI_CONN_CLOSING && c->io_inflight == 0 &&
-           (c->aborted || c->out_head == NULL);
+           (c->aborted || ioc_target_outq_empty(&c->outq));
 }
 
 const struct iscsi_tgt *

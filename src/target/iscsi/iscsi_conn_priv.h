@@ -8,6 +8,7 @@
 #include "ioc/common.h"
 
 #include "target/iscsi/iscsi_internal.h"
+#include "target/target_outq.h"
 
 enum iscsi_conn_state {
     ISCSI_CONN_LOGIN,    /* login PDUs only */
@@ -46,15 +47,6 @@ struct iscsi_sess {
     struct iscsi_sess *next;      /* in the registry */
 };
 
-/* One queued piece of output: an iovec list, retired by done() once sent. */
-struct iscsi_out {
-    struct iscsi_out *next;
-    struct iovec *iov;
-    int iovcnt;
-    size_t len;
-    void (*done)(struct iscsi_out *o);
-};
-
 /* A header image with room for the header digest, and the data tail. */
 struct iscsi_pdu_hdr {
     union {
@@ -71,7 +63,7 @@ struct iscsi_pdu_hdr {
 
 /* A control PDU (login/text/nop/tmf/logout response, reject): malloc'ed. */
 struct iscsi_ctl {
-    struct iscsi_out out;
+    struct ioc_target_out out;
     struct iscsi_pdu_hdr hdr;
     struct iovec iov[3];
     uint8_t *data;
@@ -103,7 +95,7 @@ struct iscsi_task {
     uint32_t charge;       /* bytes counted in conn->inflight_bytes */
     struct iscsi_ctl r2t_ctl;
     /* response */
-    struct iscsi_out out;
+    struct ioc_target_out out;
     struct iscsi_pdu_hdr *hdrs;
     unsigned hdrs_cap;
     struct iovec *iov;
@@ -166,10 +158,8 @@ struct iscsi_conn {
     unsigned io_inflight;           /* tasks executing */
     uint64_t inflight_bytes;        /* EDTL of the tasks taken, capped by ISCSI_INFLIGHT_BYTES */
 
-    /* output */
-    struct iscsi_out *out_head;
-    struct iscsi_out **out_tail;
-    size_t out_off;
+    /* output: responses and control PDUs, in wire order */
+    struct ioc_target_outq outq;
     unsigned ctl_queued;
 };
 

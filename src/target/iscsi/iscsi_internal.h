@@ -2,7 +2,8 @@
  * target/iscsi/iscsi_internal.h - private interfaces of the iSCSI target.
  *
  * Blocks are headed by the file that defines them. The layering is:
- * iscsi_target.c (sockets) -> iscsi_conn.c (PDUs, login, tasks) ->
+ * target_stream.c driven by iscsi_target.c (sockets) -> iscsi_conn.c (PDUs,
+ * login, tasks; output through target_outq.h) ->
  * scsi_spc.c / scsi_sbc.c (SCSI commands over a bdev). The SCSI files know
  * nothing about iSCSI: they see a struct scsi_task.
  */

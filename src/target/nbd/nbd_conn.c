@@ -1,9 +1,10 @@
 /*
  * target/nbd/nbd_conn.c - the NBD protocol engine of one connection.
  *
- * The engine knows nothing about sockets. Its transport (nbd_target.c for TCP
- * and unix sockets, the unit tests and the fuzzer for byte buffers) feeds it
- * received bytes and drains its output:
+ * The engine knows nothing about sockets. Its transport (the shared stream
+ * layer target_stream.c, set up by nbd_target.c, for TCP and unix sockets;
+ * the unit tests and the fuzzer for byte buffers) feeds it received bytes and
+ * drains its output:
  *
  *   bytes in:  nbd_conn_recv_buf() says where to receive (the 256 KiB receive
  *              buffer, or straight into a WRITE request's data buffer while
@@ -13,10 +14,10 @@
  *              complete message in the buffer, validates each request
  *              (nbd_validate_request) and submits its bdev IO at once.
  *   bytes out: replies are queued as iovec lists that point into the request
- *              (reply header and data buffer, no copy); nbd_conn_out_iov()
- *              hands the whole queue to the transport for ONE sendmsg, and
- *              nbd_conn_sent() retires what was sent (partial sends resume
- *              mid-iovec).
+ *              (reply header and data buffer, no copy) on the shared output
+ *              queue (target_outq.h); nbd_conn_out_iov() hands the whole
+ *              queue to the transport for ONE sendmsg, and nbd_conn_sent()
+ *              retires what was sent (partial sends resume mid-iovec).
  *   wake-ups:  every event (input, IO completion, send completion) defers one
  *              call of conn_deferred() on the reactor, which parses leftover
  *              input and calls the transport's process(); so a burst of
@@ -128,62 +129,24 @@ nbd_conn_fail(struct nbd_conn *c, const char *why)
 /* ------------------------------------------------------------------ output */
 
 void
-nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o)
+nbd_conn_queue(struct nbd_conn *c, struct ioc_target_out *o)
 {
-    o->len = 0;
-    for (int i = 0; i < o->iovcnt; i++) {
-        o->len += o->iov[i].iov_len;
-    }
-    o->next = NULL;
-    *c->out_tail = o;
-    c->out_tail = &o->next;
+    ioc_target_outq_append(&c->outq, o);
     conn_kick(c);
-}
-
-static struct nbd_out *
-conn_out_pop(struct nbd_conn *c)
-{
-    struct nbd_out *o = c->out_head;
-
-    c->out_head = o->next;
-    if (c->out_head == NULL) {
-        c->out_tail = &c->out_head;
-    }
-    c->out_off = 0;
-    return o;
 }
 
 int
 nbd_conn_out_iov(struct nbd_conn *c, struct iovec *iov, int max)
 {
-    size_t skip = c->out_off;
-    int n = 0;
-
     if (c->aborted) {
-        return 0;
+        return 0; /* queued output is dropped: send nothing more */
     }
-    for (struct nbd_out *o = c->out_head; o != NULL && n < max; o = o->next) {
-        for (int i = 0; i < o->iovcnt && n < max; i++) {
-            size_t len = o->iov[i].iov_len;
-
-            if (skip >= len) {
-                skip -= len;
-                continue;
-            }
-            iov[n].iov_base = (uint8_t *)o->iov[i].iov_base + skip;
-            iov[n].iov_len = len - skip;
-            skip = 0;
-            n++;
-        }
-    }
-    return n;
+    return ioc_target_outq_iov(&c->outq, iov, max);
 }
 
 void
 nbd_conn_sent(struct nbd_conn *c, ssize_t n)
 {
-    size_t left;
-
     conn_kick(c);
     if (n < 0) {
         nbd_conn_fail(c, "send failed");
@@ -192,18 +155,7 @@ nbd_conn_sent(struct nbd_conn *c, ssize_t n)
     if (c->aborted) {
         return;
     }
-    left = (size_t)n;
-    while (left > 0 && c->out_head != NULL) {
-        size_t rest = c->out_head->len - c->out_off;
-
-        if (left < rest) {
-            c->out_off += left;
-            return;
-        }
-        left -= rest;
-        struct nbd_out *o = conn_out_pop(c);
-        o->done(o);
-    }
+    ioc_target_outq_sent(&c->outq, (size_t)n);
 }
 
 /* ----------------------------------------------------------- request pool */
@@ -295,7 +247,7 @@ req_buf(struct nbd_req *req, size_t size)
 }
 
 static void
-req_out_done(struct nbd_out *o)
+req_out_done(struct ioc_target_out *o)
 {
     req_put(ioc_container_of(o, struct nbd_req, out));
 }
@@ -850,7 +802,8 @@ nbd_conn_recv_done(struct nbd_conn *c, ssize_t n)
 {
     conn_kick(c);
     if (n <= 0) {
-        if (c->state != NBD_CONN_CLOSING || c->io_inflight > 0 || c->out_head != NULL) {
+        if (c->state != NBD_CONN_CLOSING || c->io_inflight > 0 ||
+            !ioc_target_outq_empty(&c->outq)) {
             nbd_conn_fail(c, n == 0 ? "peer closed" : strerrordesc_np((int)-n));
         }
         return;
@@ -901,7 +854,7 @@ bool
 nbd_conn_finished(const struct nbd_conn *c)
 {
     return c->state == NBD_CONN_CLOSING && c->io_inflight == 0 &&
-           (c->aborted || c->out_head == NULL);
+           (c->aborted || ioc_target_outq_empty(&c->outq));
 }
 
 const struct nbd_export *
@@ -929,7 +882,7 @@ nbd_conn_create(struct ioc_reactor *r, const struct nbd_conn_transport *t, void 
     c->t = t;
     c->tctx = ctx;
     snprintf(c->peer, sizeof(c->peer), "%s", peer != NULL ? peer : "?");
-    c->out_tail = &c->out_head;
+    ioc_target_outq_init(&c->outq);
     c->state = NBD_CONN_HS_FLAGS;
     nbd_hs_put(c, &g, sizeof(g));
     nbd_hs_flush(c);
@@ -956,8 +909,8 @@ nbd_conn_destroy(struct nbd_conn **cp)
     assert(c->io_inflight == 0);
     assert(!c->defer.queued);
     /* Requests still queued for output are freed directly: req_put() would kick. */
-    while (c->out_head != NULL) {
-        struct nbd_out *o = conn_out_pop(c);
+    while (!ioc_target_outq_empty(&c->outq)) {
+        struct ioc_target_out *o = ioc_target_outq_pop(&c->outq);
 
         if (o != &c->hs_out) {
             req_free(ioc_container_of(o, struct nbd_req, out));

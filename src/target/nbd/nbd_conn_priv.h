@@ -1,6 +1,6 @@
 /*
  * target/nbd/nbd_conn_priv.h - the connection engine's private state, shared
- * by nbd_conn.c (transmission, requests, output queue) and nbd_handshake.c
+ * by nbd_conn.c (transmission, requests, output) and nbd_handshake.c
  * (greeting and option haggling). Nothing outside src/target/nbd/ includes it.
  */
 #ifndef IOC_TARGET_NBD_NBD_CONN_PRIV_H
@@ -12,6 +12,7 @@
 
 #include "bdev/bdev.h"
 #include "core/reactor.h"
+#include "target/target_outq.h"
 #include "target/nbd/nbd_internal.h"
 #include "target/nbd/nbd_proto.h"
 
@@ -21,15 +22,6 @@ enum nbd_conn_state {
     NBD_CONN_TRANSMISSION,
     NBD_CONN_PAYLOAD,
     NBD_CONN_CLOSING,
-};
-
-/* One queued piece of output: an iovec list, retired by done() once sent. */
-struct nbd_out {
-    struct nbd_out *next;
-    struct iovec *iov;
-    int iovcnt;
-    size_t len;
-    void (*done)(struct nbd_out *o);
 };
 
 /* Reply header images; packed so each is exactly its wire size. */
@@ -54,7 +46,7 @@ enum nbd_req_stage {
 };
 
 struct nbd_req {
-    struct nbd_out out;
+    struct ioc_target_out out;
     struct nbd_conn *conn;
     struct nbd_req *next_free;
     uint64_t handle;
@@ -103,7 +95,7 @@ struct nbd_conn {
     bool hs_nomem;
     bool hs_queued;
     struct iovec hs_iov;
-    struct nbd_out hs_out;
+    struct ioc_target_out hs_out;
 
     /* transmission */
     struct nbd_export *exp;
@@ -118,10 +110,8 @@ struct nbd_conn {
     unsigned io_inflight;        /* bdev IOs submitted, not completed */
     uint64_t inflight_bytes;
 
-    /* output */
-    struct nbd_out *out_head;
-    struct nbd_out **out_tail;
-    size_t out_off;              /* bytes of out_head already sent */
+    /* output: replies and handshake pieces, in wire order */
+    struct ioc_target_outq outq;
 };
 
 /* nbd_conn.c */
@@ -133,7 +123,7 @@ void nbd_conn_set_state(struct nbd_conn *c, enum nbd_conn_state s);
 void nbd_conn_fail(struct nbd_conn *c, const char *why);
 
 /** Append o to the output queue; o->done runs once it has been sent. */
-void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o);
+void nbd_conn_queue(struct nbd_conn *c, struct ioc_target_out *o);
 
 /* nbd_handshake.c */
 

@@ -101,7 +101,7 @@ hs_reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const char *msg)
 }
 
 static void
-hs_out_done(struct nbd_out *o)
+hs_out_done(struct ioc_target_out *o)
 {
     struct nbd_conn *c = ioc_container_of(o, struct nbd_conn, hs_out);
 
