@@ -11,7 +11,9 @@
  * so apply is idempotent and does not wake the controller needlessly.
  *
  * Output follows kubectl: tables with human sizes and ages, `-o
- * wide|json|yaml`, `-w` to reprint when anything under /ioc/v1/ changes.
+ * wide|json|yaml`, `-w` to print the table once and then each row (or
+ * document) again whenever it changes. `delete` of a Volume or Snapshot
+ * leaves a tombstone that nodes act on (see the delete section).
  * Parsing is separate from iocctl.c's command table because these commands
  * take a kind word and kubectl-style options, not RPC parameters.
  */
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -97,6 +100,59 @@ load_kind(struct ioc_etcd *e, enum ioc_kind kind, json_t **out, struct ioc_err *
         return rc;
     }
     *out = all;
+    return 0;
+}
+
+/*
+ * For get and describe: Volumes and Snapshots deleted but whose data some
+ * node still holds (a tombstone) show as phase Deleting, with the nodes
+ * that have not reported cleaned yet in status.waitingFor.
+ */
+static int
+load_shown(struct ioc_etcd *e, enum ioc_kind kind, json_t **out, struct ioc_err *err)
+{
+    struct ioc_etcd_kvs tombs = {0}, cleaned = {0};
+    char prefix[128];
+    int rc = load_kind(e, kind, out, err);
+
+    if (rc < 0 || (kind != IOC_KIND_VOLUME && kind != IOC_KIND_SNAPSHOT)) {
+        return rc;
+    }
+    snprintf(prefix, sizeof(prefix), IOC_KEY_TOMBSTONE "%s/", ioc_kind_key(kind));
+    if (ioc_etcd_range(e, prefix, true, &tombs, NULL) < 0) {
+        return 0;
+    }
+    snprintf(prefix, sizeof(prefix), IOC_KEY_CLEANED "%s/", ioc_kind_key(kind));
+    ioc_etcd_range_keys(e, prefix, &cleaned, NULL);
+    for (size_t i = 0; i < tombs.count; i++) {
+        const char *name = strrchr(tombs.kvs[i].key, '/') + 1;
+        json_t *t = json_loads(tombs.kvs[i].value, 0, NULL), *wait = json_array(), *n;
+        size_t j;
+        json_array_foreach(json_object_get(t, "nodes"), j, n) {
+            char key[400];
+            bool done = false;
+            snprintf(key, sizeof(key), "%s%s/%s", prefix, name, json_string_value(n) ?: "");
+            for (size_t k = 0; k < cleaned.count && !done; k++) {
+                done = strcmp(cleaned.kvs[k].key, key) == 0;
+            }
+            if (!done) {
+                json_array_append(wait, n);
+            }
+        }
+        if (json_object_get(*out, name) == NULL) {
+            json_object_set_new(*out, name, json_pack(
+                "{s:s, s:s, s:{s:s, s:O}, s:{s:O}, s:{s:s, s:o}}", "apiVersion",
+                IOC_API_VERSION, "kind", ioc_kind_name(kind), "metadata", "name", name,
+                "deletionTimestamp", json_object_get(t, "deletedAt") ?: json_null(), "spec",
+                "volume", json_object_get(t, "volume") ?: json_null(), "status", "phase",
+                "Deleting", "waitingFor", wait));
+        } else {
+            json_decref(wait);
+        }
+        json_decref(t);
+    }
+    ioc_etcd_kvs_free(&tombs);
+    ioc_etcd_kvs_free(&cleaned);
     return 0;
 }
 
@@ -215,12 +271,58 @@ same_labels(json_t *a, json_t *b)
     return (a == NULL && b == NULL) || json_equal(a, b);
 }
 
+/* A new random uid (128 bits, hex): a Volume's identity, kept across applies. */
+static json_t *
+new_uid(void)
+{
+    unsigned char b[16] = {0};
+    char hex[33];
+    ssize_t n = getrandom(b, sizeof(b), 0);
+
+    if (n != (ssize_t)sizeof(b)) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t); /* no entropy: unique enough per apply */
+        memcpy(b, &t, sizeof(t) < sizeof(b) ? sizeof(t) : sizeof(b));
+        b[15] ^= (unsigned char)getpid();
+    }
+    for (size_t i = 0; i < sizeof(b); i++) {
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    }
+    return json_string(hex);
+}
+
+/* The txn found a tombstone: name the resource still being deleted. Returns an exit code. */
+static int
+apply_blocked(struct ioc_etcd *e, const struct ioc_etcd_cmp *cmps, size_t ncmps)
+{
+    char *text = NULL;
+
+    for (size_t i = 0; i < ncmps; i++) {
+        if (ioc_etcd_get(e, cmps[i].key, &text, NULL, NULL) == 0) {
+            json_t *t = json_loads(text, 0, NULL);
+            const char *kind = strrchr(cmps[i].key, '/');
+            free(text);
+            cl_error("apply: %s %s is still being deleted (its data on some nodes is not "
+                     "removed yet); nothing written: apply again once `iocctl get %ss` no "
+                     "longer lists it as Deleting",
+                     json_string_value(json_object_get(t, "kind")) ?: "", kind + 1,
+                     strcmp(json_string_value(json_object_get(t, "kind")) ?: "", "Volume") == 0
+                         ? "volume" : "snapshot");
+            json_decref(t);
+            return IOCCTL_EXIT_RPC_ERROR;
+        }
+    }
+    return cl_error("apply: etcd changed during apply; nothing written, try again");
+}
+
 /* Write the documents that changed in one transaction; prints one line per document. */
 static int
 apply_write(struct ioc_etcd *e, json_t *norm, const struct ioc_resource_ctx *stored)
 {
     struct ioc_etcd_op ops[64];
-    char *keys[64] = {0}, *vals[64] = {0}, ts[32];
+    struct ioc_etcd_cmp cmps[64];
+    char *keys[64] = {0}, *vals[64] = {0}, *tkeys[64] = {0}, ts[32];
+    size_t ncmps = 0;
     const char *verbs[64];
     size_t nops = 0, i;
     struct ioc_err err = {0};
@@ -241,8 +343,22 @@ apply_write(struct ioc_etcd *e, json_t *norm, const struct ioc_resource_ctx *sto
                                        ioc_resource_name(n));
         json_t *md = json_object_get(n, "metadata");
         json_t *created = json_object_get(json_object_get(have, "metadata"), "creationTimestamp");
+        json_t *uid = json_object_get(json_object_get(have, "metadata"), "uid");
         json_object_set_new(md, "creationTimestamp", created != NULL ? json_copy(created)
                                                                      : json_string(ts));
+        if (kind == IOC_KIND_VOLUME && (have == NULL || uid != NULL)) {
+            json_object_set_new(md, "uid", uid != NULL ? json_copy(uid) : new_uid());
+        }
+        if (have == NULL && (kind == IOC_KIND_VOLUME || kind == IOC_KIND_SNAPSHOT) &&
+            ncmps < IOC_ARRAY_SIZE(cmps)) {
+            /* not while the data of a deleted one of that name is still being removed */
+            tkeys[ncmps] = malloc(256);
+            snprintf(tkeys[ncmps], 256, IOC_KEY_TOMBSTONE "%s/%s", ioc_kind_key(kind),
+                     ioc_resource_name(n));
+            cmps[ncmps] = (struct ioc_etcd_cmp){.key = tkeys[ncmps], .target = IOC_ETCD_CMP_CREATE,
+                                                .result = IOC_ETCD_EQUAL, .number = 0};
+            ncmps++;
+        }
         verbs[i] = "unchanged";
         if (have != NULL && json_equal(json_object_get(have, "spec"),
                                        json_object_get(n, "spec")) &&
@@ -259,14 +375,20 @@ apply_write(struct ioc_etcd *e, json_t *norm, const struct ioc_resource_ctx *sto
         nops++;
     }
     if (nops > 0) {
-        rc = ioc_etcd_txn(e, NULL, 0, ops, nops, NULL, 0, &ok, NULL, &err);
+        rc = ioc_etcd_txn(e, cmps, ncmps, ops, nops, NULL, 0, &ok, NULL, &err);
     }
     for (i = 0; i < nops; i++) {
         free(keys[i]);
         free(vals[i]);
     }
-    if (rc < 0) {
-        return cl_error("apply: %s", err.msg);
+    if (rc == 0 && nops > 0 && !ok) {
+        rc = apply_blocked(e, cmps, ncmps);
+    }
+    for (i = 0; i < ncmps; i++) {
+        free(tkeys[i]);
+    }
+    if (rc != 0) {
+        return rc < 0 ? cl_error("apply: %s", err.msg) : rc;
     }
     json_array_foreach(norm, i, n) {
         printf("%s/%s %s\n", json_string_value(json_object_get(n, "kind")),
@@ -423,26 +545,43 @@ table_cell(const char *s, int width, bool last)
     }
 }
 
+/* Column widths: at least w's (may be zeros), grown to fit the header and every row. */
 static void
-table_print(const struct table *t, bool wide)
+table_widths(const struct table *t, int ncols, int *w)
 {
-    int ncols = wide ? t->ncols : t->nnarrow, w[COLS_MAX];
     json_t *r;
     size_t i;
 
     for (int c = 0; c < ncols; c++) {
-        w[c] = (int)strlen(t->head[c]);
+        w[c] = IOC_MAX(w[c], (int)strlen(t->head[c]));
         json_array_foreach(t->rows, i, r) {
             w[c] = IOC_MAX(w[c], (int)strlen(json_string_value(json_array_get(r, c))));
         }
     }
+}
+
+static void
+table_print_row(json_t *r, int ncols, const int *w)
+{
+    for (int c = 0; c < ncols; c++) {
+        table_cell(json_string_value(json_array_get(r, c)), w[c], c + 1 == ncols);
+    }
+}
+
+/* The table; w (COLS_MAX ints, zeroed by the caller) gets the widths used. */
+static void
+table_print(const struct table *t, bool wide, int *w)
+{
+    int ncols = wide ? t->ncols : t->nnarrow;
+    json_t *r;
+    size_t i;
+
+    table_widths(t, ncols, w);
     for (int c = 0; c < ncols; c++) {
         table_cell(t->head[c], w[c], c + 1 == ncols);
     }
     json_array_foreach(t->rows, i, r) {
-        for (int c = 0; c < ncols; c++) {
-            table_cell(json_string_value(json_array_get(r, c)), w[c], c + 1 == ncols);
-        }
+        table_print_row(r, ncols, w);
     }
 }
 
@@ -512,13 +651,21 @@ row_volume(struct table *t, json_t *d)
 static void
 row_snapshot(struct table *t, json_t *d)
 {
-    json_t *spec = json_object_get(d, "spec"), *st = json_object_get(d, "status");
-    char age[32], size[32];
+    json_t *spec = json_object_get(d, "spec"), *st = json_object_get(d, "status"), *r;
+    char age[32], size[32], reps[32];
+    size_t i, ready = 0;
 
     fmt_age(d, age, sizeof(age));
+    json_array_foreach(json_object_get(st, "replicas"), i, r) {
+        ready += strcmp(str_or(json_object_get(r, "state"), ""), "ready") == 0;
+    }
+    snprintf(reps, sizeof(reps), "%zu/%zu", ready, json_array_size(json_object_get(st,
+                                                                                   "replicas")));
     const char *cells[] = {ioc_resource_name(d), str_or(json_object_get(spec, "volume"), "-"),
                            json_is_true(json_object_get(st, "ready")) ? "true" : "false",
-                           size_or(json_object_get(st, "size"), size, sizeof(size)), age};
+                           size_or(json_object_get(st, "size"), size, sizeof(size)), age,
+                           str_or(json_object_get(st, "phase"), "Pending"), reps,
+                           str_or(json_object_get(st, "creationTime"), "-")};
     table_row(t, cells);
 }
 
@@ -532,8 +679,82 @@ static const struct {
                        8, 6, row_pool},
     [IOC_KIND_VOLUME] = {{"NAME", "SIZE", "REPLICAS", "PHASE", "NEXUS", "AGE", "GENERATION",
                           "URI"}, 8, 6, row_volume},
-    [IOC_KIND_SNAPSHOT] = {{"NAME", "VOLUME", "READY", "SIZE", "AGE"}, 5, 5, row_snapshot},
+    [IOC_KIND_SNAPSHOT] = {{"NAME", "VOLUME", "READY", "SIZE", "AGE", "PHASE", "REPLICAS",
+                            "CREATED"}, 8, 5, row_snapshot},
 };
+
+/*
+ * What `get -w` printed last: each name's document, and the column widths,
+ * so an update prints only the rows that changed, aligned under the first
+ * table (as kubectl does).
+ */
+struct shown {
+    json_t *last; /* name -> document as last printed */
+    int w[COLS_MAX];
+    bool headed;
+};
+
+static void
+print_doc(json_t *doc, enum out_fmt out)
+{
+    char *s = NULL;
+
+    if (out == OUT_JSON) {
+        s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    } else if (ioc_yaml_dump(doc, &s) < 0) {
+        s = NULL;
+    }
+    fputs(s != NULL ? s : "", stdout);
+    if (out == OUT_JSON) {
+        putchar('\n');
+    }
+    free(s);
+}
+
+/* Watch updates: only the rows (or documents) that changed since the last print. */
+static void
+print_changes(enum ioc_kind kind, json_t *docs, const char *name, enum out_fmt out,
+              struct shown *sh)
+{
+    struct table t = {.ncols = g_tables[kind].ncols, .nnarrow = g_tables[kind].nnarrow,
+                      .rows = json_array()};
+    bool table = out == OUT_TABLE || out == OUT_WIDE;
+    int ncols = out == OUT_WIDE ? t.ncols : t.nnarrow;
+    json_t *d, *now;
+    const char *k;
+
+    memcpy(t.head, g_tables[kind].head, sizeof(t.head));
+    json_object_foreach(docs, k, d) {
+        if (name != NULL && strcmp(k, name) != 0) {
+            continue;
+        }
+        if (table) {
+            g_tables[kind].row(&t, d);
+            now = json_array_get(t.rows, json_array_size(t.rows) - 1);
+        } else if (!sh->headed) {
+            print_doc(d, out);
+        }
+        /* documents compare, not rows: an AGE that ticked is no change */
+        if (sh->headed && !json_equal(json_object_get(sh->last, k), d)) {
+            if (table) {
+                table_widths(&t, ncols, sh->w);
+                table_print_row(now, ncols, sh->w);
+            } else {
+                print_doc(d, out);
+            }
+        }
+        json_object_set(sh->last, k, d);
+    }
+    if (!sh->headed && table) {
+        if (json_array_size(t.rows) == 0) {
+            fprintf(stderr, "No resources found.\n");
+        }
+        table_print(&t, out == OUT_WIDE, sh->w);
+    }
+    sh->headed = true;
+    fflush(stdout);
+    json_decref(t.rows);
+}
 
 static void
 print_docs(enum ioc_kind kind, json_t *docs, const char *name, enum out_fmt out)
@@ -542,7 +763,7 @@ print_docs(enum ioc_kind kind, json_t *docs, const char *name, enum out_fmt out)
                       .rows = json_array()};
     json_t *items = json_array(), *d, *shown;
     const char *k;
-    char *s = NULL;
+    int w[COLS_MAX] = {0};
 
     memcpy(t.head, g_tables[kind].head, sizeof(t.head));
     json_object_foreach(docs, k, d) {
@@ -555,22 +776,13 @@ print_docs(enum ioc_kind kind, json_t *docs, const char *name, enum out_fmt out)
         if (json_array_size(items) == 0) {
             fprintf(stderr, "No resources found.\n");
         } else {
-            table_print(&t, out == OUT_WIDE);
+            table_print(&t, out == OUT_WIDE, w);
         }
     } else {
         shown = name != NULL ? json_incref(json_array_get(items, 0))
                              : json_pack("{s:s, s:s, s:O}", "apiVersion", IOC_API_VERSION,
                                          "kind", "List", "items", items);
-        if (out == OUT_JSON) {
-            s = json_dumps(shown, JSON_INDENT(2) | JSON_SORT_KEYS);
-        } else if (ioc_yaml_dump(shown, &s) < 0) {
-            s = NULL;
-        }
-        fputs(s != NULL ? s : "", stdout);
-        if (out == OUT_JSON) {
-            putchar('\n');
-        }
-        free(s);
+        print_doc(shown, out);
         json_decref(shown);
     }
     fflush(stdout);
@@ -595,6 +807,7 @@ cmd_get(struct ioc_etcd *e, const struct copts *o)
     struct ioc_etcd_watch *w = NULL;
     struct ioc_err err = {0};
     const char *name = o->nwords > 2 ? o->words[2] : NULL;
+    struct shown sh = {0};
     enum ioc_kind kind;
     json_t *docs;
     int seen = 0;
@@ -607,25 +820,30 @@ cmd_get(struct ioc_etcd *e, const struct copts *o)
     if (o->watch && ioc_etcd_watch_start(e, IOC_KEY_ROOT, true, 0, watch_cb, NULL, &w) < 0) {
         return cl_error("get -w: cannot start the watch");
     }
+    sh.last = json_object();
     for (;;) {
-        if (load_kind(e, kind, &docs, &err) < 0) {
+        if (load_shown(e, kind, &docs, &err) < 0) {
             ioc_etcd_watch_stop(&w);
+            json_decref(sh.last);
             return cl_error("%s", err.msg);
         }
         if (name != NULL && json_object_get(docs, name) == NULL && !o->watch) {
             json_decref(docs);
+            json_decref(sh.last);
             return cl_error("%s \"%s\" not found", ioc_kind_key(kind), name);
         }
-        print_docs(kind, docs, name, o->out);
-        json_decref(docs);
         if (!o->watch) {
+            print_docs(kind, docs, name, o->out);
+            json_decref(docs);
+            json_decref(sh.last);
             return IOCCTL_EXIT_OK;
         }
+        print_changes(kind, docs, name, o->out, &sh);
+        json_decref(docs);
         while (__atomic_load_n(&g_changes, __ATOMIC_SEQ_CST) == seen) {
             usleep(200 * 1000);
         }
         seen = __atomic_load_n(&g_changes, __ATOMIC_SEQ_CST);
-        printf("\n");
     }
 }
 
@@ -727,7 +945,7 @@ cmd_describe(struct ioc_etcd *e, const struct copts *o)
         fprintf(stderr, "iocctl: describe: expected KIND NAME, e.g. describe volume db\n");
         return IOCCTL_EXIT_USAGE;
     }
-    if (load_kind(e, kind, &docs, &err) < 0) {
+    if (load_shown(e, kind, &docs, &err) < 0) {
         return cl_error("%s", err.msg);
     }
     d = json_object_get(docs, o->words[2]);
@@ -758,6 +976,204 @@ cmd_describe(struct ioc_etcd *e, const struct copts *o)
 
 /* ---- delete ---- */
 
+/*
+ * Volumes and Snapshots hold data on nodes: their delete replaces the
+ * resource by a tombstone /ioc/v1/tombstone/<kind>/<name> {uid, volume,
+ * nodes} in one txn guarded by the resource's mod_revision (an apply in
+ * between makes it fail, nothing half done). Agents remove the data the
+ * tombstone names (src/agent/agent_delete.c); the controller drops it once
+ * every node listed reported cleaned, and apply refuses the name until
+ * then. Other kinds are plain deletes.
+ */
+
+static void
+nodes_add(json_t *nodes, json_t *n)
+{
+    json_t *x;
+    size_t i;
+
+    if (!json_is_string(n)) {
+        return;
+    }
+    json_array_foreach(nodes, i, x) {
+        if (json_equal(x, n)) {
+            return;
+        }
+    }
+    json_array_append(nodes, n);
+}
+
+/* Every node that may hold something of the volume: replicas (also former ones), nexus. */
+static json_t *
+volume_nodes(struct ioc_etcd *e, const char *name, json_t *st)
+{
+    struct ioc_etcd_kvs kvs = {0};
+    json_t *nodes = json_array(), *r;
+    size_t i;
+
+    json_array_foreach(json_object_get(st, "replicas"), i, r) {
+        nodes_add(nodes, json_object_get(r, "node"));
+    }
+    json_array_foreach(json_object_get(st, "formerReplicas"), i, r) {
+        nodes_add(nodes, r);
+    }
+    nodes_add(nodes, json_object_get(st, "nexusNode"));
+    if (ioc_etcd_range_keys(e, IOC_KEY_ROOT "assign/", &kvs, NULL) == 0) {
+        for (i = 0; i < kvs.count; i++) { /* /ioc/v1/assign/<node>/<vol> */
+            const char *k = kvs.kvs[i].key + strlen(IOC_KEY_ROOT "assign/");
+            const char *slash = strchr(k, '/');
+            if (slash != NULL && strcmp(slash + 1, name) == 0) {
+                json_t *n = json_stringn(k, (size_t)(slash - k));
+                nodes_add(nodes, n);
+                json_decref(n);
+            }
+        }
+    }
+    ioc_etcd_kvs_free(&kvs);
+    return nodes;
+}
+
+/* Snapshots of vol, as "a, b" (empty when none). */
+static void
+volume_snapshots(json_t *snaps, const char *vol, char *buf, size_t len)
+{
+    const char *name;
+    json_t *d;
+    size_t off = 0;
+
+    buf[0] = '\0';
+    json_object_foreach(snaps, name, d) {
+        if (strcmp(str_or(json_object_get(json_object_get(d, "spec"), "volume"), ""), vol) == 0 &&
+            off < len) {
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", name);
+        }
+    }
+}
+
+static int
+delete_with_tombstone(struct ioc_etcd *e, enum ioc_kind kind, const char *name)
+{
+    struct ioc_err err = {0};
+    json_t *docs = NULL, *snaps = NULL, *d, *st, *tomb, *nodes, *gst = NULL;
+    char key[256], tkey[256], gkey[256], *text = NULL, *gtext = NULL, list[256], ts[32];
+    int64_t rev = 0, grev = 0;
+    bool ok = false;
+    int rc;
+
+    ioc_resource_key(kind, name, false, key, sizeof(key));
+    snprintf(tkey, sizeof(tkey), IOC_KEY_TOMBSTONE "%s/%s", ioc_kind_key(kind), name);
+    rc = ioc_etcd_get(e, key, &text, &rev, &err);
+    free(text);
+    if (rc == -ENOENT) {
+        if (ioc_etcd_get(e, tkey, &text, NULL, NULL) == 0) {
+            free(text);
+            return cl_error("%s \"%s\" is already being deleted (see iocctl get %ss)",
+                            ioc_kind_key(kind), name, ioc_kind_key(kind));
+        }
+        return cl_error("%s \"%s\" not found", ioc_kind_key(kind), name);
+    }
+    if (rc < 0 || load_kind(e, kind, &docs, &err) < 0 ||
+        load_kind(e, IOC_KIND_SNAPSHOT, &snaps, &err) < 0) {
+        json_decref(docs);
+        return cl_error("%s", err.msg);
+    }
+    d = json_object_get(docs, name);
+    st = json_object_get(d, "status");
+    /*
+     * The controller writes a Volume's status and assignments in one txn, an
+     * agent a Snapshot's take record before asking any node: with either key
+     * unchanged at our txn, the nodes listed are all there are. Without any,
+     * no data exists anywhere and the delete is a plain one.
+     */
+    if (kind == IOC_KIND_VOLUME) {
+        ioc_resource_key(kind, name, true, gkey, sizeof(gkey));
+    } else {
+        snprintf(gkey, sizeof(gkey), IOC_KEY_SNAP_TAKE "%s", name);
+    }
+    if (ioc_etcd_get(e, gkey, &gtext, &grev, NULL) == 0 && kind == IOC_KIND_VOLUME) {
+        gst = json_loads(gtext, 0, NULL);
+        st = gst;
+    }
+    free(gtext);
+    now_rfc3339(ts, sizeof(ts));
+    if (kind == IOC_KIND_VOLUME) {
+        volume_snapshots(snaps, name, list, sizeof(list));
+        if (list[0] != '\0') {
+            json_decref(gst);
+            json_decref(docs);
+            json_decref(snaps);
+            return cl_error("volume \"%s\" has snapshots (%s): delete them first", name, list);
+        }
+        nodes = volume_nodes(e, name, st);
+        tomb = json_pack("{s:s, s:s, s:O, s:o, s:s}", "kind", "Volume", "name", name, "uid",
+                         json_object_get(json_object_get(d, "metadata"), "uid") ?: json_null(),
+                         "nodes", nodes, "deletedAt", ts);
+    } else {
+        char tk[256], *tt = NULL;
+        json_t *r, *take;
+        size_t i;
+        nodes = json_array();
+        json_array_foreach(json_object_get(st, "replicas"), i, r) {
+            if (strcmp(str_or(json_object_get(r, "state"), ""), "absent") != 0) {
+                nodes_add(nodes, json_object_get(r, "node"));
+            }
+        }
+        snprintf(tk, sizeof(tk), IOC_KEY_SNAP_TAKE "%s", name); /* a take status lags */
+        if (ioc_etcd_get(e, tk, &tt, NULL, NULL) == 0) {
+            take = json_loads(tt, 0, NULL);
+            json_array_foreach(json_object_get(take, "nodes"), i, r) {
+                nodes_add(nodes, r);
+            }
+            json_decref(take);
+            free(tt);
+        }
+        tomb = json_pack("{s:s, s:s, s:O, s:o, s:s}", "kind", "Snapshot", "name", name,
+                         "volume", json_object_get(json_object_get(d, "spec"), "volume")
+                                       ?: json_null(),
+                         "nodes", nodes, "deletedAt", ts);
+    }
+    text = json_dumps(tomb, JSON_COMPACT | JSON_SORT_KEYS);
+    {
+        struct ioc_etcd_cmp cmps[] = {
+            {.key = key, .target = IOC_ETCD_CMP_MOD, .result = IOC_ETCD_EQUAL, .number = rev},
+            {.key = gkey, .target = grev != 0 ? IOC_ETCD_CMP_MOD : IOC_ETCD_CMP_CREATE,
+             .result = IOC_ETCD_EQUAL, .number = grev},
+        };
+        struct ioc_etcd_op ops[] = {
+            {.type = IOC_ETCD_OP_DELETE, .key = key},
+            {.type = IOC_ETCD_OP_PUT, .key = tkey, .value = text},
+        };
+        size_t nops = json_array_size(json_object_get(tomb, "nodes")) > 0 ? 2 : 1;
+        rc = ioc_etcd_txn(e, cmps, 2, ops, nops, NULL, 0, &ok, NULL, &err);
+    }
+    free(text);
+    json_decref(gst);
+    json_decref(docs);
+    json_decref(snaps);
+    if (rc < 0) {
+        json_decref(tomb);
+        return cl_error("%s", err.msg);
+    }
+    if (!ok) {
+        json_decref(tomb);
+        return -EAGAIN; /* the resource or its status changed meanwhile: read again */
+    }
+    printf("%s/%s deleted", ioc_kind_name(kind), name);
+    if (json_array_size(json_object_get(tomb, "nodes")) > 0) {
+        printf(" (its data is removed from node%s", json_array_size(json_object_get(tomb,
+                                                                                  "nodes")) > 1
+                                                        ? "s" : "");
+        for (size_t i = 0; i < json_array_size(json_object_get(tomb, "nodes")); i++) {
+            printf("%s %s", i ? "," : "", json_string_value(json_array_get(
+                                              json_object_get(tomb, "nodes"), i)));
+        }
+        printf(")");
+    }
+    printf("\n");
+    json_decref(tomb);
+    return IOCCTL_EXIT_OK;
+}
+
 static int
 cmd_delete(struct ioc_etcd *e, const struct copts *o)
 {
@@ -769,6 +1185,14 @@ cmd_delete(struct ioc_etcd *e, const struct copts *o)
     if (o->nwords < 3 || ioc_kind_parse(o->words[1], &kind) < 0) {
         fprintf(stderr, "iocctl: delete: expected KIND NAME, e.g. delete volume db\n");
         return IOCCTL_EXIT_USAGE;
+    }
+    if (kind == IOC_KIND_VOLUME || kind == IOC_KIND_SNAPSHOT) {
+        int rc = -EAGAIN;
+        for (int i = 0; i < 10 && rc == -EAGAIN; i++) {
+            rc = delete_with_tombstone(e, kind, o->words[2]);
+        }
+        return rc != -EAGAIN ? rc : cl_error("%s \"%s\" kept changing while deleting it; "
+                                             "try again", ioc_kind_key(kind), o->words[2]);
     }
     ioc_resource_key(kind, o->words[2], false, key, sizeof(key));
     if (ioc_etcd_delete(e, key, false, &n, &err) < 0) {

@@ -77,6 +77,12 @@ ioc_resource_key(enum ioc_kind kind, const char *name, bool status, char *buf, s
     snprintf(buf, len, IOC_KEY_ROOT "%s%s/%s", status ? "status/" : "", ioc_kind_key(kind), name);
 }
 
+void
+ioc_snapshot_pool_name(const char *vol, const char *snap, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%s", vol, snap);
+}
+
 const char *
 ioc_resource_name(json_t *doc)
 {
@@ -532,6 +538,21 @@ check_ctx(enum ioc_kind kind, json_t *doc, const struct ioc_resource_ctx *ctx,
     }
 }
 
+/* The pool snapshot "VOLUME:NAME" must fit a pool name. */
+static int
+check_snapshot_name(json_t *doc, struct ioc_err *err)
+{
+    const char *vol = json_string_value(json_object_get(json_object_get(doc, "spec"), "volume"));
+    const char *name = ioc_resource_name(doc);
+
+    if (strlen(vol) + 1 + strlen(name) > IOC_SNAPSHOT_POOL_NAME_MAX) {
+        return ioc_err_set(err, -EINVAL, "metadata.name: a snapshot's name and spec.volume "
+                           "together may have at most %d characters, got %zu + %zu",
+                           IOC_SNAPSHOT_POOL_NAME_MAX - 1, strlen(name), strlen(vol));
+    }
+    return 0;
+}
+
 int
 ioc_resource_validate(json_t *doc, const struct ioc_resource_ctx *ctx, json_t **out,
                       struct ioc_err *err)
@@ -551,6 +572,7 @@ ioc_resource_validate(json_t *doc, const struct ioc_resource_ctx *ctx, json_t **
     }
     if (check_metadata(json_object_get(doc, "metadata"), md, err) < 0 ||
         check_spec(kind, json_object_get(doc, "spec"), spec, err) < 0 ||
+        (kind == IOC_KIND_SNAPSHOT && check_snapshot_name(n, err) < 0) ||
         (ctx != NULL && check_ctx(kind, n, ctx, err) < 0)) {
         json_decref(n);
         return -EINVAL;

@@ -20,6 +20,11 @@
  *   /ioc/v1/assign/<node>/<vol>      what one node must run for a volume (controller)
  *   /ioc/v1/replica/<vol>/<node>     a node's report on its replica/nexus of a volume (agent)
  *   /ioc/v1/controller/leader        the controller leader's id, on its lease
+ *   /ioc/v1/tombstone/<kind>/<name>  a deleted Volume or Snapshot whose data nodes still
+ *                                    remove (iocctl delete; docs/control-plane.md)
+ *   /ioc/v1/cleaned/<kind>/<name>/<node>   a node holds nothing of it any more (agent)
+ *   /ioc/v1/snapshot-take/<snap>     a snapshot being or having been taken (nexus agent)
+ *   /ioc/v1/snapshot-replica/<snap>/<node>  one replica's part of it (agent)
  */
 #ifndef IOC_LIB_RESOURCE_RESOURCE_H
 #define IOC_LIB_RESOURCE_RESOURCE_H
@@ -33,6 +38,12 @@
 #define IOC_API_VERSION "ioc/v1alpha1"
 #define IOC_KEY_ROOT "/ioc/v1/"
 #define IOC_REPLICAS_MAX 5
+#define IOC_KEY_TOMBSTONE IOC_KEY_ROOT "tombstone/"
+#define IOC_KEY_CLEANED IOC_KEY_ROOT "cleaned/"
+#define IOC_KEY_SNAP_TAKE IOC_KEY_ROOT "snapshot-take/"
+#define IOC_KEY_SNAP_REPLICA IOC_KEY_ROOT "snapshot-replica/"
+/* A Snapshot's volume and name together (the pool snapshot is "VOLUME:NAME"). */
+#define IOC_SNAPSHOT_POOL_NAME_MAX 63
 
 enum ioc_kind {
     IOC_KIND_NODE,
@@ -88,6 +99,13 @@ const char *ioc_resource_name(json_t *doc);
 
 /** "/ioc/v1/<kind>/<name>" into buf; status: "/ioc/v1/status/<kind>/<name>". */
 void ioc_resource_key(enum ioc_kind kind, const char *name, bool status, char *buf, size_t len);
+
+/**
+ * The name of the pool snapshot that holds Snapshot snap of volume vol on
+ * each replica: "vol:snap" (':' never occurs in resource names, so it
+ * cannot collide with a volume). Validation keeps it within 63 characters.
+ */
+void ioc_snapshot_pool_name(const char *vol, const char *snap, char *buf, size_t len);
 
 /** Does labels (object of strings, or NULL) contain every pair of selector (or NULL)? */
 bool ioc_labels_match(json_t *labels, json_t *selector);

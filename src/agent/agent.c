@@ -22,14 +22,18 @@
  *      (replica.retireBelow), the exports and replica bdevs of older
  *      generations (VOL@gen=N, VOL.gN) are removed: their IO was already
  *      fenced; this only lets go of what they hold,
- *   5. a report per volume at /ioc/v1/replica/<volume>/<node>.
+ *   5. a report per volume at /ioc/v1/replica/<volume>/<node>,
+ *   6. tombstones of deleted Volumes and Snapshots (agent_delete.c) and
+ *      Snapshots to take (agent_snapshot.c), both run before step 3.
  *
  * Requests go through the daemon's own RPC socket rather than calling
  * ioc_rpc_handle(): handlers assume the RPC thread's one-at-a-time
  * discipline, and the socket gives exactly that.
  *
- * Not done here: deleting replicas whose assignment went away (data is only
- * removed by an explicit action; see docs/control-plane.md).
+ * Data is removed only by an explicit action: `iocctl delete` leaves a
+ * tombstone, and agent_delete.c removes what this node holds of the
+ * deleted Volume or Snapshot (checked against the replica's owner uid).
+ * Snapshots are taken in agent_snapshot.c.
  */
 #include "ioc/common.h"
 
@@ -44,25 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/agent_internal.h"
 #include "agent/cp.h"
 #include "core/log.h"
 #include "lib/resource/resource.h"
 
 #define AGENT_LEASE_TTL 10
-
-struct agent {
-    struct ioc_agent_opts opts;
-    char host[64];
-    struct ioc_etcd *etcd;
-    struct ioc_etcd_watch *watch;
-    int64_t lease;
-    time_t last_keepalive;
-    json_t *written; /* key -> last value written, so unchanged status is not rewritten */
-    volatile bool stop;
-    volatile int wake;
-    pthread_t thread;
-    bool running;
-};
 
 static struct agent g_agent;
 
@@ -89,7 +80,7 @@ rpc_connect(const char *path)
 }
 
 /* Call method (params taken); *result a new reference. Errors fill err with the daemon's text. */
-static int
+int
 agent_call(struct agent *a, const char *method, json_t *params, json_t **result,
            struct ioc_err *err)
 {
@@ -164,7 +155,7 @@ agent_has_method(struct agent *a, const char *method)
 /* ---- etcd writes ---- */
 
 /* Put key=value (value taken) unless it is what we wrote last. */
-static void
+void
 agent_put(struct agent *a, const char *key, json_t *value, int64_t lease)
 {
     struct ioc_err err = {0};
@@ -367,6 +358,44 @@ bdev_exists(struct agent *a, const char *name)
 }
 
 /*
+ * A replica pool volume carries the uid of the Volume it belongs to
+ * (AGENT_OWNER_ATTR), so the deletion of a Volume removes only its own
+ * replicas (agent_delete.c). One without the attribute (made before uids,
+ * or an attr_set cut short by a crash) is adopted by the Volume assigned
+ * here; one of another uid (an older Volume of the same name whose deletion
+ * has not reached this node) is refused, never reused or overwritten.
+ */
+static int
+replica_owner_check(struct agent *a, const char *base, json_t *uid, struct ioc_err *err)
+{
+    struct ioc_err e = {0};
+    json_t *have = NULL, *cached = json_object_get(a->owned, base);
+    int rc;
+
+    if (!json_is_string(uid) || (cached != NULL && json_equal(cached, uid))) {
+        return 0;
+    }
+    rc = agent_call(a, "volume_attr_get", json_pack("{s:s, s:s}", "volume", base, "key",
+                                                    AGENT_OWNER_ATTR), &have, &e);
+    if (rc == -ENOENT) {
+        rc = agent_call(a, "volume_attr_set", json_pack("{s:s, s:s, s:O}", "volume", base,
+                                                        "key", AGENT_OWNER_ATTR, "value", uid),
+                        NULL, err);
+    } else if (rc == 0 && !json_equal(have, uid)) {
+        rc = ioc_err_set(err, -EEXIST, "replica %s belongs to another volume of that name "
+                         "(uid %s); it is removed once that volume's deletion reaches this node",
+                         base, json_string_value(have) ?: "?");
+    } else if (rc < 0) {
+        rc = ioc_err_set(err, rc, "%s", e.msg);
+    }
+    if (rc == 0) {
+        json_object_set(a->owned, base, uid);
+    }
+    json_decref(have);
+    return rc;
+}
+
+/*
  * The replica: volume POOL/VOL (reused when present). With a generation
  * (replicated volumes) the replica bdev VOL.gG of that generation is stacked
  * on it - creating it fences every older generation's IO - and exported as
@@ -393,6 +422,9 @@ agent_replica(struct agent *a, const char *vol, json_t *as, json_t *report, stru
         if (rc == 0) {
             IOC_NOTICE("agent", "volume %s: replica created in pool %s", vol, pool);
         }
+    }
+    if (rc == 0) {
+        rc = replica_owner_check(a, base, json_object_get(as, "uid"), err);
     }
     if (rc == 0 && json_is_integer(gen)) {
         snprintf(bdev, sizeof(bdev), "%s.g%lld", vol, (long long)json_integer_value(gen));
@@ -516,7 +548,7 @@ nexus_report(json_t *entry)
  * (not only the one named after the volume: an export added by hand would
  * keep the bdev open and nexus_destroy failing on every pass).
  */
-static int
+int
 agent_nexus_retire(struct agent *a, const char *vol, struct ioc_err *err)
 {
     json_t *list = NULL, *x;
@@ -611,8 +643,8 @@ agent_nexus(struct agent *a, const char *vol, json_t *as, json_t *report, struct
 }
 
 /* The generation N of a replica bdev name VOL.gN; -1 if name is not one of vol's. */
-static long long
-replica_bdev_generation(const char *name, const char *vol)
+long long
+agent_replica_bdev_generation(const char *name, const char *vol)
 {
     size_t vl = strlen(vol);
     char *end = NULL;
@@ -646,7 +678,8 @@ agent_replica_retire(struct agent *a, const char *vol, json_t *as)
     }
     agent_call(a, "nbd_export_list", NULL, &list, NULL);
     json_array_foreach(list, i, x) {
-        long long g = replica_bdev_generation(json_string_value(json_object_get(x, "bdev")), vol);
+        long long g = agent_replica_bdev_generation(json_string_value(json_object_get(x, "bdev")),
+                                                    vol);
         if (g >= 0 && g < below &&
             agent_call(a, "nbd_export_remove", json_pack("{s:O}", "name",
                                                          json_object_get(x, "name")),
@@ -661,7 +694,7 @@ agent_replica_retire(struct agent *a, const char *vol, json_t *as)
     agent_call(a, "bdev_list", NULL, &list, NULL);
     json_array_foreach(list, i, x) {
         const char *name = json_string_value(json_object_get(x, "name"));
-        long long g = replica_bdev_generation(name, vol);
+        long long g = agent_replica_bdev_generation(name, vol);
         if (g < 0 || g >= below) {
             continue;
         }
@@ -708,11 +741,15 @@ agent_assignments(struct agent *a)
     const char *vol;
 
     snprintf(prefix, sizeof(prefix), IOC_KEY_ROOT "assign/%s/", a->opts.node);
-    if (cp_load(a->etcd, prefix, &assigns, &err) < 0) {
-        return;
+    if (a->deleted == NULL || cp_load(a->etcd, prefix, &assigns, &err) < 0) {
+        return; /* without the tombstones, an assignment may be one of a deleted volume */
     }
     json_object_foreach(assigns, vol, as) {
-        json_t *report = json_pack("{s:s}", "node", a->opts.node);
+        json_t *report;
+        if (json_object_get(a->deleted, vol) != NULL) {
+            continue; /* deleted: agent_delete.c removes it; the controller drops this */
+        }
+        report = json_pack("{s:s}", "node", a->opts.node);
         ioc_err_clear(&err);
         if (agent_replica(a, vol, as, report, &err) < 0 ||
             agent_nexus(a, vol, as, report, &err) < 0) {
@@ -752,6 +789,8 @@ agent_thread(void *arg)
         seen = __atomic_load_n(&a->wake, __ATOMIC_SEQ_CST);
         agent_keepalive(a);
         agent_pools(a);
+        agent_tombstones(a); /* before assignments: a deleted replica is never reused */
+        agent_snapshots(a);  /* before assignments: a replica's part is awaited with IO held */
         agent_assignments(a);
         for (int i = 0; i < 20 && !a->stop && __atomic_load_n(&a->wake, __ATOMIC_SEQ_CST) == seen;
              i++) {
@@ -783,10 +822,12 @@ ioc_agent_start(const struct ioc_agent_opts *opts, struct ioc_err *err)
         return rc;
     }
     a->written = json_object();
+    a->owned = json_object();
     rc = pthread_create(&a->thread, NULL, agent_thread, a);
     if (rc != 0) {
         ioc_etcd_destroy(a->etcd);
         json_decref(a->written);
+        json_decref(a->owned);
         return ioc_err_set(err, -rc, "agent: cannot start its thread");
     }
     a->running = true;
@@ -809,5 +850,7 @@ ioc_agent_stop(void)
     }
     ioc_etcd_destroy(a->etcd);
     json_decref(a->written);
+    json_decref(a->owned);
+    json_decref(a->deleted);
     a->running = false;
 }

@@ -283,6 +283,29 @@ place_one(struct world *w, json_t *vspec, json_t *reps)
     return true;
 }
 
+/*
+ * A dropped replica's node may come back with the replica's data still in
+ * its pool: remembered in status.formerReplicas so that deleting the
+ * Volume names that node in its tombstone too.
+ */
+static void
+former_add(json_t *st, const char *node)
+{
+    json_t *former = json_object_get(st, "formerReplicas"), *n;
+    size_t i;
+
+    if (!json_is_array(former)) {
+        former = json_array();
+        json_object_set_new(st, "formerReplicas", former);
+    }
+    json_array_foreach(former, i, n) {
+        if (strcmp(json_string_value(n) ?: "", node) == 0) {
+            return;
+        }
+    }
+    json_array_append_new(former, json_string(node));
+}
+
 /* Mark unreachable replicas, drop those past the grace period, place what is missing. */
 static void
 ctl_replicas(struct controller *c, struct world *w, const char *vol, json_t *vspec, json_t *st,
@@ -312,6 +335,7 @@ ctl_replicas(struct controller *c, struct world *w, const char *vol, json_t *vsp
             c->opts.replica_grace_s) {
             status_event(st, "ReplicaReplaced", "replica on node %s dropped after %llds",
                          node, (long long)c->opts.replica_grace_s);
+            former_add(st, node);
             json_array_remove(reps, i);
             continue;
         }
@@ -487,7 +511,8 @@ assignment_nexus(json_t *vspec, json_t *st, json_t *reports)
 }
 
 static json_t *
-assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t *reports)
+assignment(const char *vol, json_t *vspec, json_t *uid, json_t *st, const char *node,
+           json_t *reports)
 {
     json_t *reps = json_object_get(st, "replicas"), *r, *as;
     bool single = json_integer_value(json_object_get(vspec, "replicas")) == 1;
@@ -498,6 +523,9 @@ assignment(const char *vol, json_t *vspec, json_t *st, const char *node, json_t 
 
     as = json_pack("{s:s, s:O, s:O}", "volume", vol, "size", json_object_get(vspec, "size"),
                    "thin", json_object_get(vspec, "thin"));
+    if (uid != NULL) {
+        json_object_set(as, "uid", uid); /* the replica's owner (agent_delete.c) */
+    }
     replica_export(vol, vspec, st, exp, sizeof(exp));
     json_array_foreach(reps, i, r) {
         if (strcmp(json_string_value(json_object_get(r, "node")), node) == 0) {
@@ -631,6 +659,15 @@ opbuf_add(struct opbuf *b, enum ioc_etcd_op_type type, const char *key, char *va
 }
 
 static void
+opbuf_delete_prefix(struct opbuf *b, const char *prefix)
+{
+    opbuf_add(b, IOC_ETCD_OP_DELETE, prefix, NULL);
+    if (b->ops[b->nops - 1].key != NULL && strcmp(b->ops[b->nops - 1].key, prefix) == 0) {
+        b->ops[b->nops - 1].prefix = true;
+    }
+}
+
+static void
 opbuf_free(struct opbuf *b)
 {
     for (size_t i = 0; i < b->nowned; i++) {
@@ -640,8 +677,8 @@ opbuf_free(struct opbuf *b)
 
 /* Assignments for every node of the volume; stale ones deleted. */
 static void
-ctl_assign(const char *vol, json_t *vspec, json_t *st, json_t *reports, json_t *existing,
-           struct opbuf *b)
+ctl_assign(const char *vol, json_t *vspec, json_t *uid, json_t *st, json_t *reports,
+           json_t *existing, struct opbuf *b)
 {
     json_t *want = json_object(), *r, *v;
     const char *nexus = json_string_value(json_object_get(st, "nexusNode")), *key;
@@ -658,7 +695,7 @@ ctl_assign(const char *vol, json_t *vspec, json_t *st, json_t *reports, json_t *
         json_object_set_new(want, k, json_string(nexus));
     }
     json_object_foreach(want, key, v) {
-        json_t *as = assignment(vol, vspec, st, json_string_value(v), reports);
+        json_t *as = assignment(vol, vspec, uid, st, json_string_value(v), reports);
         char *text = json_dumps(as, JSON_COMPACT | JSON_SORT_KEYS);
         json_t *have = json_object_get(existing, key);
         json_decref(as);
@@ -733,7 +770,8 @@ ctl_volume(struct controller *c, struct world *w, const char *vol, json_t *doc,
     }
     json_object_set_new(st, "phase", json_string(phase));
     ctl_establish(vol, vspec, st, phase, records, &b);
-    ctl_assign(vol, vspec, st, reports, existing, &b);
+    ctl_assign(vol, vspec, json_object_get(json_object_get(doc, "metadata"), "uid"), st, reports,
+               existing, &b);
     if (old == NULL || !json_equal(old, st)) {
         ioc_resource_key(IOC_KIND_VOLUME, vol, true, key, sizeof(key));
         opbuf_add(&b, IOC_ETCD_OP_PUT, key, json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS));
@@ -778,6 +816,207 @@ ctl_gc(struct controller *c, struct world *w, json_t *existing, json_t *records)
     opbuf_free(&b);
 }
 
+/* ---- snapshots ---- */
+
+/*
+ * A Snapshot's status from its take record (agent_snapshot.c), the
+ * replicas' reports and its volume: phase Pending (not taken yet), Taking,
+ * Ready or Failed; ready, size (the volume's), creationTime; replicas[]
+ * {node, pool, state}: `ready` for those that hold it, `absent` for the
+ * volume's current replicas that do not (rebuilt or placed after the
+ * snapshot, or out of sync when it was taken).
+ */
+static json_t *
+snapshot_status(json_t *sdoc, struct world *w, json_t *take, json_t *reps)
+{
+    const char *vol = json_string_value(json_object_get(json_object_get(sdoc, "spec"),
+                                                       "volume")) ?: "";
+    const char *state = json_string_value(json_object_get(take, "state")) ?: "";
+    json_t *vdoc = json_object_get(w->volumes, vol), *vst = json_object_get(w->vstatus, vol);
+    json_t *st = json_pack("{s:s, s:b}", "volume", vol, "ready", false), *list = json_array();
+    json_t *n, *r;
+    size_t i;
+
+    json_object_set_new(st, "replicas", list);
+    if (take == NULL) {
+        json_object_set_new(st, "phase", json_string("Pending"));
+        json_object_set_new(st, "message", json_string(
+                                vdoc == NULL ? "its volume does not exist"
+                                             : "waiting for the volume's nexus node to take it"));
+        return st;
+    }
+    json_object_set(st, "creationTime", json_object_get(take, "creationTime"));
+    if (strcmp(state, "taken") == 0) {
+        json_object_set_new(st, "phase", json_string("Ready"));
+        json_object_set_new(st, "ready", json_true());
+        json_object_set(st, "size", json_object_get(json_object_get(vdoc, "spec"), "size")
+                                        ?: json_null());
+    } else {
+        json_object_set_new(st, "phase", json_string(strcmp(state, "taking") == 0 ? "Taking"
+                                                                                  : "Failed"));
+        json_object_set(st, "message", json_object_get(take, "message") ?: json_null());
+    }
+    json_array_foreach(json_object_get(take, "nodes"), i, n) {
+        json_t *rep = json_object_get(reps, json_string_value(n));
+        bool ok = strcmp(json_string_value(json_object_get(rep, "state")) ?: "", "ok") == 0;
+        json_array_append_new(list, json_pack("{s:O, s:O, s:s}", "node", n, "pool",
+                                              json_object_get(json_object_get(take, "pools"),
+                                                              json_string_value(n))
+                                                  ?: json_null(),
+                                              "state", ok ? "ready" : rep ? "failed"
+                                                                          : "pending"));
+    }
+    json_array_foreach(json_object_get(vst, "replicas"), i, r) {
+        if (!replicas_have_node(list, json_string_value(json_object_get(r, "node")) ?: "")) {
+            json_array_append_new(list, json_pack("{s:O, s:O, s:s, s:s}", "node",
+                                                  json_object_get(r, "node"), "pool",
+                                                  json_object_get(r, "pool"), "state", "absent",
+                                                  "message", "replica placed or rebuilt after "
+                                                  "the snapshot, or out of sync then: it does "
+                                                  "not hold it"));
+        }
+    }
+    return st;
+}
+
+/* Status of every Snapshot; records of those gone without a tombstone. */
+static void
+ctl_snapshots(struct controller *c, struct world *w)
+{
+    json_t *snaps = NULL, *takes = NULL, *sts = NULL, *tombs = NULL, *doc, *v;
+    struct opbuf b = {0};
+    const char *name;
+    char key[300], prefix[300];
+
+    if (cp_load(c->etcd, IOC_KEY_ROOT "snapshot/", &snaps, NULL) < 0 ||
+        cp_load(c->etcd, IOC_KEY_SNAP_TAKE, &takes, NULL) < 0 ||
+        cp_load(c->etcd, IOC_KEY_ROOT "status/snapshot/", &sts, NULL) < 0 ||
+        cp_load(c->etcd, IOC_KEY_TOMBSTONE "snapshot/", &tombs, NULL) < 0) {
+        goto out;
+    }
+    json_object_foreach(snaps, name, doc) {
+        json_t *reps = NULL, *st;
+        snprintf(prefix, sizeof(prefix), IOC_KEY_SNAP_REPLICA "%s/", name);
+        if (cp_load(c->etcd, prefix, &reps, NULL) < 0) {
+            continue;
+        }
+        st = snapshot_status(doc, w, json_object_get(takes, name), reps);
+        if (!json_equal(st, json_object_get(sts, name))) {
+            ioc_resource_key(IOC_KIND_SNAPSHOT, name, true, key, sizeof(key));
+            opbuf_add(&b, IOC_ETCD_OP_PUT, key, json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS));
+        }
+        json_decref(st);
+        json_decref(reps);
+    }
+    /* Gone without a tombstone (removed from etcd by hand): its records, not its data. */
+    json_object_foreach(takes, name, v) {
+        if (json_object_get(snaps, name) == NULL && json_object_get(tombs, name) == NULL &&
+            json_object_get(sts, name) == NULL) {
+            json_object_set_new(sts, name, json_null());
+        }
+    }
+    json_object_foreach(sts, name, v) {
+        if (json_object_get(snaps, name) == NULL && json_object_get(tombs, name) == NULL) {
+            ioc_resource_key(IOC_KIND_SNAPSHOT, name, true, key, sizeof(key));
+            opbuf_add(&b, IOC_ETCD_OP_DELETE, key, NULL);
+            snprintf(key, sizeof(key), IOC_KEY_SNAP_TAKE "%s", name);
+            opbuf_add(&b, IOC_ETCD_OP_DELETE, key, NULL);
+            snprintf(prefix, sizeof(prefix), IOC_KEY_SNAP_REPLICA "%s/", name);
+            opbuf_delete_prefix(&b, prefix);
+        }
+    }
+    if (b.nops > 0) {
+        ctl_txn(c, b.ops, b.nops);
+    }
+out:
+    opbuf_free(&b);
+    json_decref(snaps);
+    json_decref(takes);
+    json_decref(sts);
+    json_decref(tombs);
+}
+
+/* ---- tombstones ---- */
+
+/* The nodes named in tombstone t without a cleaned record (a new array). */
+static json_t *
+tombstone_pending(json_t *t, json_t *cleaned, const char *kind, const char *name)
+{
+    json_t *pending = json_array(), *n;
+    char key[512];
+    size_t i;
+
+    json_array_foreach(json_object_get(t, "nodes"), i, n) {
+        snprintf(key, sizeof(key), IOC_KEY_CLEANED "%s/%s/%s", kind, name,
+                 json_string_value(n) ?: "");
+        if (json_object_get(cleaned, key) == NULL) {
+            json_array_append(pending, n);
+        }
+    }
+    return pending;
+}
+
+/*
+ * Once every node a tombstone names has reported cleaned, the tombstone
+ * and every record of the deleted Volume or Snapshot go in one txn; from
+ * then on the name may be applied again.
+ */
+static void
+ctl_tombstone_done(struct controller *c, const char *kind, const char *name)
+{
+    struct opbuf b = {0};
+    char k[400];
+
+    snprintf(k, sizeof(k), IOC_KEY_TOMBSTONE "%s/%s", kind, name);
+    opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+    snprintf(k, sizeof(k), IOC_KEY_CLEANED "%s/%s/", kind, name);
+    opbuf_delete_prefix(&b, k);
+    if (strcmp(kind, "volume") == 0) {
+        snprintf(k, sizeof(k), IOC_KEY_ROOT "replica/%s/", name);
+        opbuf_delete_prefix(&b, k);
+        snprintf(k, sizeof(k), IOC_KEY_ROOT_NEXUS "%s/", name);
+        opbuf_delete_prefix(&b, k);
+        ioc_resource_key(IOC_KIND_VOLUME, name, true, k, sizeof(k));
+        opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+    } else {
+        snprintf(k, sizeof(k), IOC_KEY_SNAP_TAKE "%s", name);
+        opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+        snprintf(k, sizeof(k), IOC_KEY_SNAP_REPLICA "%s/", name);
+        opbuf_delete_prefix(&b, k);
+        ioc_resource_key(IOC_KIND_SNAPSHOT, name, true, k, sizeof(k));
+        opbuf_add(&b, IOC_ETCD_OP_DELETE, k, NULL);
+    }
+    if (ctl_txn(c, b.ops, b.nops) == 0) {
+        IOC_NOTICE("control", "%s %s: removed from every node; its records are gone", kind, name);
+    }
+    opbuf_free(&b);
+}
+
+static void
+ctl_tombstones(struct controller *c)
+{
+    static const char *const kinds[] = {"volume", "snapshot"};
+    json_t *cleaned = ctl_keys(c, IOC_KEY_CLEANED, true), *tombs, *t;
+    const char *name;
+    char prefix[64];
+
+    for (size_t k = 0; k < IOC_ARRAY_SIZE(kinds) && c->leader; k++) {
+        snprintf(prefix, sizeof(prefix), IOC_KEY_TOMBSTONE "%s/", kinds[k]);
+        if (cp_load(c->etcd, prefix, &tombs, NULL) < 0) {
+            continue;
+        }
+        json_object_foreach(tombs, name, t) {
+            json_t *pending = tombstone_pending(t, cleaned, kinds[k], name);
+            if (json_array_size(pending) == 0) {
+                ctl_tombstone_done(c, kinds[k], name);
+            }
+            json_decref(pending);
+        }
+        json_decref(tombs);
+    }
+    json_decref(cleaned);
+}
+
 static void
 ctl_reconcile(struct controller *c)
 {
@@ -799,6 +1038,8 @@ ctl_reconcile(struct controller *c)
     }
     if (c->leader) {
         ctl_gc(c, &w, existing, records);
+        ctl_snapshots(c, &w);
+        ctl_tombstones(c);
     }
     json_decref(records);
     json_decref(existing);

@@ -141,6 +141,7 @@ nexus_stop_msg(void *arg)
     struct ioc_nexus *nx = arg;
 
     nx->stopping = true;
+    nexus_quiesce_stop(nx); /* held writes go on (and fail: the nexus is stopping) */
     ioc_poller_unregister(&nx->poller);
     for (unsigned i = 0; i < IOC_NEXUS_MAX_CHILDREN; i++) {
         if (nx->children[i] != NULL) {
@@ -549,8 +550,8 @@ err:
 
 /* ---- lookups and control bridges ---- */
 
-/* A new reference to the named nexus (release with ioc_bdev_put(&nx->bdev)). */
-static int
+/* A new reference to the named nexus (release with nexus_put()). */
+int
 nexus_get(const char *name, struct ioc_nexus **out, struct ioc_err *err)
 {
     struct ioc_bdev *bdev = ioc_bdev_get_by_name(name);
@@ -566,7 +567,7 @@ nexus_get(const char *name, struct ioc_nexus **out, struct ioc_err *err)
     return 0;
 }
 
-static void
+void
 nexus_put(struct ioc_nexus *nx)
 {
     struct ioc_bdev *bdev = &nx->bdev;
@@ -614,6 +615,7 @@ nexus_list_msg(void *arg)
     json_object_set_new(o, "durable_state", json_boolean(nexus_persist_durable(nx)));
     json_object_set_new(o, "version", json_integer((json_int_t)nx->version));
     json_object_set_new(o, "persisted", json_integer((json_int_t)nx->persisted));
+    json_object_set_new(o, "quiesce", nexus_quiesce_json(nx));
     for (unsigned i = 0; i < IOC_NEXUS_MAX_CHILDREN; i++) {
         if (nx->children[i] != NULL) {
             json_array_append_new(children, nexus_child_json(nx->children[i]));

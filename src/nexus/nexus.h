@@ -64,6 +64,27 @@ int ioc_nexus_child_fault(const char *name, const char *uri, struct ioc_err *err
 int ioc_nexus_child_online(const char *name, const char *uri, struct ioc_err *err);
 
 /**
+ * Hold every new write, zeroing and unmap of the nexus (they wait, they do
+ * not fail) and wait until the writes already in flight completed, so every
+ * child holds the same data and nothing changes until ioc_nexus_resume():
+ * the point for a crash-consistent snapshot of every replica. Reads and
+ * flushes go on. After timeout_ms (0: 10 s) the writes resume by themselves
+ * and the next ioc_nexus_resume() says so. Control thread (or the owner in
+ * tests). Returns 0 once drained, or -ENOENT, -EINVAL (not a nexus),
+ * -EBUSY (already quiesced), -ETIMEDOUT (writes in flight did not drain
+ * within the timeout; nothing is held then), -ENOMEM.
+ */
+int ioc_nexus_quiesce(const char *name, uint32_t timeout_ms, struct ioc_err *err);
+
+/**
+ * Release the writes held since ioc_nexus_quiesce(). Returns 0 when they
+ * were still held (so everything done in between saw a still volume),
+ * -ETIMEDOUT when the quiesce had expired first (writes already went on),
+ * -EINVAL when the nexus was not quiesced, -ENOENT.
+ */
+int ioc_nexus_resume(const char *name, struct ioc_err *err);
+
+/**
  * Create the replica bdev `name` of generation `generation` on base (see
  * nexus_replica.c): IO through replica bdevs of older generations of the
  * same base is rejected with EPERM from now on. -ESTALE if a newer

@@ -129,6 +129,13 @@ struct ioc_nexus {
     struct nexus_range_lock *locks;
     unsigned locks_pending;
 
+    /* Quiesce (nexus_quiesce.c): a lock over the whole nexus that holds new writes. */
+    struct nexus_range_lock quiesce_lock;
+    struct ioc_timer *quiesce_timer; /* lifts it after the caller's timeout */
+    bool quiesced;                   /* quiesce_lock is taken (held or draining) */
+    bool quiesce_expired;            /* the timer lifted it before nexus_resume */
+    uint64_t quiesce_since_ns;
+
     struct ioc_poller *poller;
     bool stopping;
     bool purge;                   /* destroy removes the state file */
@@ -147,6 +154,8 @@ void nexus_update_state(struct ioc_nexus *nx);
 unsigned nexus_online_count(const struct ioc_nexus *nx);
 void nexus_membership_changed(struct ioc_nexus *nx);
 int nexus_run_sync(struct ioc_nexus *nx, void (*fn)(void *arg), void *arg);
+int nexus_get(const char *name, struct ioc_nexus **out, struct ioc_err *err);
+void nexus_put(struct ioc_nexus *nx);
 
 /* nexus_child.c */
 const char *nexus_child_state_name(enum nexus_child_state s);
@@ -203,6 +212,10 @@ void nexus_persist_request(struct ioc_nexus *nx);
 void nexus_persist_stop(struct ioc_nexus *nx, bool purge);
 bool nexus_persist_durable(const struct ioc_nexus *nx);
 json_t *nexus_persist_json(struct ioc_nexus *nx);
+
+/* nexus_quiesce.c */
+void nexus_quiesce_stop(struct ioc_nexus *nx);
+json_t *nexus_quiesce_json(const struct ioc_nexus *nx);
 
 /* nexus_rebuild.c */
 int nexus_rebuild_start(struct nexus_child *c);

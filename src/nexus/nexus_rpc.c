@@ -145,3 +145,34 @@ rpc_nexus_child_online(json_t *params, json_t **result, struct ioc_err *err)
 }
 IOC_RPC_REGISTER("nexus_child_online", rpc_nexus_child_online,
                  "bring a faulted child back (rebuilt first)")
+
+static int
+rpc_nexus_quiesce(json_t *params, json_t **result, struct ioc_err *err)
+{
+    const char *name = NULL;
+    uint32_t timeout_ms = 0;
+    const struct ioc_rpc_param spec[] = {
+        {"name", IOC_RPC_STRING, true, &name},
+        {"timeout_ms", IOC_RPC_U32, false, &timeout_ms},
+    };
+    int rc = ioc_rpc_decode(params, spec, IOC_ARRAY_SIZE(spec), err);
+
+    (void)result;
+    return rc == 0 ? ioc_nexus_quiesce(name, timeout_ms, err) : rc;
+}
+IOC_RPC_REGISTER("nexus_quiesce", rpc_nexus_quiesce,
+                 "hold new writes until nexus_resume (for a crash-consistent snapshot)")
+
+static int
+rpc_nexus_resume(json_t *params, json_t **result, struct ioc_err *err)
+{
+    const char *name = NULL;
+    const struct ioc_rpc_param spec[] = {
+        {"name", IOC_RPC_STRING, true, &name},
+    };
+    int rc = ioc_rpc_decode(params, spec, IOC_ARRAY_SIZE(spec), err);
+
+    (void)result;
+    return rc == 0 ? ioc_nexus_resume(name, err) : rc;
+}
+IOC_RPC_REGISTER("nexus_resume", rpc_nexus_resume, "release the writes held by nexus_quiesce")

@@ -8,6 +8,7 @@ its own network namespace on one bridge (cp_e2e.Netns). `topo.etcd` is the
 etcd to use, `topo.node(name, *extra)` starts a node, `topo.restart(old)`
 starts a killed node again on its old port; every daemon is stopped and
 checked at the end, and the namespaces are deleted, also after a failure.
+`loop` is the loopback topology alone.
 """
 import pytest
 
@@ -25,6 +26,16 @@ def etcd(tmp_path):
 @pytest.fixture(params=["loopback", "netns"])
 def topo(request, tmp_path):
     t = (Loopback if request.param == "loopback" else Netns)(tmp_path, request)
+    yield t
+    problems = t.close()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def loop(request, tmp_path):
+    """The loopback topology alone (scenarios whose point is not the network)."""
+    t = Loopback(tmp_path, request)
     yield t
     problems = t.close()
     if problems:

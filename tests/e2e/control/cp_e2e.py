@@ -97,6 +97,9 @@ class Etcd:
     def put(self, key, value):
         self._post("/v3/kv/put", {"key": self._b64(key), "value": self._b64(value)})
 
+    def delete(self, key):
+        self._post("/v3/kv/deleterange", {"key": self._b64(key)})
+
 
 
 def iocctl(etcd, *args, check=True, input=None):

@@ -97,15 +97,15 @@ def test_nexus_unavailable_is_a_condition_not_a_crash(etcd, make_iocd, tmp_path)
     else:
         v = wait_for(lambda: online(etcd), timeout=60, what="volume db Online through the nexus")
         assert v["status"]["nexusNode"] in ("a", "b")
-    # Clean up through the control plane, then take the nexus down by hand
-    # (the agent never deletes data or nexuses on its own).
+    # Deleting through the control plane takes down the nexus and the replicas too.
     iocctl(etcd, "delete", "volume", "db")
     wait_for(lambda: not etcd.range("/ioc/v1/assign/"), what="assignments removed")
-    if "nexus_destroy" in methods:
-        for d in (a, b):
-            if any(x["name"] == "db" for x in d.rpc("nbd_export_list")):
-                d.rpc("nbd_export_remove", name="db")
-                d.rpc("nexus_destroy", name="db")
+    wait_for(lambda: not etcd.range("/ioc/v1/tombstone/"), what="tombstone done")
+    for d in (a, b):
+        assert not [x for x in d.rpc("nbd_export_list") if x["name"].startswith("db")]
+        assert not [v for v in d.rpc("volume_list") if v["name"] == "db"]
+        if "nexus_list" in methods:
+            assert d.rpc("nexus_list") == []
     assert a.alive() and b.alive()
 
 

@@ -669,6 +669,96 @@ test_nexus_rebuild_rate_limit(void **state)
     assert_int_equal(ioc_nexus_destroy("nr", true, &err), 0);
 }
 
+/* Submit one 4 KiB write to nx at off without waiting for it. */
+static void
+write_async(uint64_t off, void *buf, struct io_res *res)
+{
+    struct ioc_bdev *bdev = ioc_bdev_get_by_name("nx");
+    struct ioc_bdev_io *io = ioc_bdev_io_alloc(bdev);
+
+    io->iov_single.iov_base = buf;
+    io->iov_single.iov_len = 4096;
+    ioc_bdev_io_prep_rw(io, IOC_IO_WRITE, off, 4096, &io->iov_single, 1, 0, io_done, res);
+    assert_int_equal(ioc_bdev_io_submit(io), 0);
+    ioc_bdev_put(&bdev);
+}
+
+static bool
+quiesce_flag(const char *key)
+{
+    json_t *info = nexus_info();
+    bool v = json_is_true(json_object_get(json_object_get(info, "quiesce"), key));
+
+    json_decref(info);
+    return v;
+}
+
+/*
+ * Quiesce drains the writes in flight, then holds new ones (not failed)
+ * while reads go on; resume starts them. An expired quiesce lets writes go
+ * by itself and resume says -ETIMEDOUT.
+ */
+static void
+test_nexus_quiesce_holds_writes_until_resume(void **state)
+{
+    static uint8_t a[4096], b[4096], rd[4096];
+    struct io_res r1 = {0}, r2 = {0}, r3 = {0};
+    struct ioc_err err = {0};
+
+    (void)state;
+    fill(a, sizeof(a), 1);
+    fill(b, sizeof(b), 2);
+    write_async(0, a, &r1); /* in flight when the quiesce starts: it must drain */
+    assert_int_equal(ioc_nexus_quiesce("nx", 5000, &err), 0);
+    assert_true(r1.done);
+    assert_int_equal(r1.status, 0);
+    assert_true(quiesce_flag("active") && quiesce_flag("drained"));
+    assert_int_equal(ioc_nexus_quiesce("nx", 5000, &err), -EBUSY);
+    write_async(0, b, &r2);
+    poll_ms(50);
+    assert_false(r2.done); /* held, not failed */
+    assert_int_equal(do_io("nx", IOC_IO_READ, 0, 4096, rd, 0), 0);
+    assert_memory_equal(rd, a, 4096);
+    assert_int_equal(do_io("m2", IOC_IO_READ, 0, 4096, rd, 0), 0);
+    assert_memory_equal(rd, a, 4096); /* no child got the held write */
+    assert_int_equal(ioc_nexus_resume("nx", &err), 0);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &r2.done, 5000), 0);
+    assert_int_equal(r2.status, 0);
+    assert_int_equal(r2.calls, 1);
+    expect_children_equal();
+    assert_int_equal(ioc_nexus_resume("nx", &err), -EINVAL);
+
+    /* Expiry: the timer lets the held write go, resume reports it. */
+    assert_int_equal(ioc_nexus_quiesce("nx", 30, &err), 0);
+    write_async(4096, a, &r3);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &r3.done, 5000), 0);
+    assert_int_equal(r3.status, 0);
+    assert_true(quiesce_flag("expired"));
+    assert_false(quiesce_flag("active"));
+    assert_int_equal(ioc_nexus_resume("nx", &err), -ETIMEDOUT);
+    assert_false(quiesce_flag("expired"));
+    expect_children_equal();
+}
+
+/* A nexus destroyed while quiesced lets its held writes go (no hang). */
+static void
+test_nexus_quiesce_then_destroy(void **state)
+{
+    static uint8_t a[4096];
+    struct io_res r = {0};
+    struct ioc_err err = {0};
+
+    (void)state;
+    assert_int_equal(ioc_nexus_quiesce("nx", 60000, &err), 0);
+    write_async(0, a, &r);
+    poll_ms(10);
+    assert_false(r.done);
+    assert_int_equal(ioc_nexus_destroy("nx", true, &err), 0);
+    assert_int_equal(ioc_reactor_poll_until(g_r, &r.done, 5000), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(nexus_make(true), 0); /* for the teardown */
+}
+
 static int
 setup(void **state)
 {
@@ -714,6 +804,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_nexus_rebuild_verify_mismatch_faults, setup_nexus,
                                         teardown_nexus),
         cmocka_unit_test_setup_teardown(test_nexus_rebuild_rate_limit, setup_nexus,
+                                        teardown_nexus),
+        cmocka_unit_test_setup_teardown(test_nexus_quiesce_holds_writes_until_resume,
+                                        setup_nexus, teardown_nexus),
+        cmocka_unit_test_setup_teardown(test_nexus_quiesce_then_destroy, setup_nexus,
                                         teardown_nexus),
     };
 

@@ -142,6 +142,31 @@ test_ioc_resource_validate_field_paths(void **state)
                         "spec");
 }
 
+#define SNAP(name, vol) "apiVersion: ioc/v1alpha1\nkind: Snapshot\nmetadata: {name: " name \
+    "}\nspec: {volume: " vol "}\n"
+#define N31 "abcdefghijklmnopqrstuvwxyz01234"
+
+/* The pool snapshot is "VOLUME:NAME": both together must fit a pool name (63). */
+static void
+test_ioc_resource_validate_snapshot_name_length(void **state)
+{
+    struct ioc_err err = {0};
+    json_t *docs = NULL, *n = NULL;
+    char buf[80];
+    const char *ok = SNAP(N31, N31);
+
+    (void)state;
+    assert_int_equal(ioc_manifest_parse(ok, strlen(ok), &docs, &err), 0);
+    assert_int_equal(ioc_resource_validate(json_array_get(docs, 0), NULL, &n, &err), 0);
+    json_decref(n);
+    json_decref(docs);
+    assert_string_equal(validate_msg(SNAP(N31 "x", N31), NULL),
+                        "metadata.name: a snapshot's name and spec.volume together may have "
+                        "at most 62 characters, got 32 + 31");
+    ioc_snapshot_pool_name("db", "s1", buf, sizeof(buf));
+    assert_string_equal(buf, "db:s1");
+}
+
 static void
 test_ioc_resource_validate_cluster_checks(void **state)
 {
@@ -234,6 +259,7 @@ main(void)
         cmocka_unit_test(test_ioc_manifest_parse_issue_example),
         cmocka_unit_test(test_ioc_manifest_parse_json_and_errors),
         cmocka_unit_test(test_ioc_resource_validate_field_paths),
+        cmocka_unit_test(test_ioc_resource_validate_snapshot_name_length),
         cmocka_unit_test(test_ioc_resource_validate_cluster_checks),
         cmocka_unit_test(test_ioc_resource_normalise_defaults_and_status_dropped),
         cmocka_unit_test(test_ioc_kind_parse_aliases),
