@@ -15,6 +15,9 @@
 #   fio          fio io_uring engine on the file (cross-check of vblk-perf)
 #   iocd-MODE    vblk-perf --socket (libvblk) -> iocd vhost-user-blk export of
 #                a file bdev (direct=true / false), MODE = eventfd | busy | adaptive
+#                (VIRTIO_RING_F_EVENT_IDX negotiated, as by default)
+#   iocd-MODE-noeidx  the same with vblk-perf --no-event-idx (ring flags
+#                instead of event indexes), for comparison
 #   iocd2-q2-MODE  the same against a second iocd started with --cores 2,
 #                the client driving 2 queues of its connection
 #                (vblk-perf --queues 2, QD split across them), so each queue
@@ -25,7 +28,8 @@
 #   nbd          fio's nbd engine -> iocd NBD export of the same bdev, loopback
 # Workloads: 4k randread QD32 (IOPS) and 4k randread QD1 (latency), REPEATS
 # rounds; each round runs every backing and system in turn (interleaved), and
-# the tables show medians. CPU seconds are the client's (vblk-perf's
+# the tables show medians. For libvblk rows the client also counts the call
+# eventfd signals it consumed and the kicks it wrote, per IO (QD32). CPU seconds are the client's (vblk-perf's
 # getrusage, or fio's usr+sys) and the server's (utime+stime from
 # /proc/PID/stat over the run). Finally: iocd's CPU with one connected, idle
 # libvblk client over 10 s. Load averages are printed at start and end: the
@@ -33,9 +37,9 @@
 #
 # Environment: RUNTIME=5 (seconds per run), REPEATS=3, SIZE_MIB=1024,
 # BACKINGS="resident odirect", SYSTEMS="direct fio iocd-eventfd iocd-busy
-# iocd-adaptive iocd2-q2-adaptive iocd2-q2-busy qsd nbd",
+# iocd-adaptive iocd-adaptive-noeidx iocd2-q2-adaptive iocd2-q2-busy qsd nbd",
 # BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build.
-# About (2 workloads x 2 backings x 9 systems x REPEATS x RUNTIME) + 30 s:
+# About (2 workloads x 2 backings x 10 systems x REPEATS x RUNTIME) + 30 s:
 # ~10 minutes by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +49,7 @@ RUNTIME=${RUNTIME:-5}
 REPEATS=${REPEATS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 BACKINGS=${BACKINGS:-resident odirect}
-SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive iocd2-q2-adaptive iocd2-q2-busy qsd nbd}
+SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive iocd-adaptive-noeidx iocd2-q2-adaptive iocd2-q2-busy qsd nbd}
 WORK=${BENCH_DIR:-/var/tmp/ioc-vhost-bench}
 PY=/usr/bin/python3
 
@@ -132,16 +136,18 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # run BACKING SYSTEM QD ROUND: one measurement -> $WORK/BACKING-SYSTEM-qdQD-ROUND.json
 run_one() {
     local bk=$1 sys=$2 qd=$3 round=$4 out="$WORK/$1-$2-qd$3-$4.json" spid="" t0 t1
-    local buf=() fdirect=1
+    local buf=() fdirect=1 eidx=() mode
     if [ "$bk" = resident ]; then buf=(--buffered); fdirect=0; resident_check; fi
     case $sys in iocd-*|nbd) spid=$IOCD_PID ;; iocd2-*) spid=$IOCD2_PID ;; qsd) spid=$QSD_PID ;; esac
+    mode=${sys#iocd-}; mode=${mode#iocd2-q2-}
+    case $mode in *-noeidx) mode=${mode%-noeidx}; eidx=(--no-event-idx) ;; esac
     [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
     case $sys in
         direct) "$PERF" --file "$FILE" "${buf[@]}" --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" \
                     --json >"$out.client" ;;
-        iocd-*) "$PERF" --socket "$WORK/iocd-$bk.vhost.sock" --mode "${sys#iocd-}" --rw randread --bs 4k \
+        iocd-*) "$PERF" --socket "$WORK/iocd-$bk.vhost.sock" --mode "$mode" "${eidx[@]}" --rw randread --bs 4k \
                     --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
-        iocd2-q2-*) "$PERF" --socket "$WORK/iocd2-$bk.vhost.sock" --queues 2 --mode "${sys#iocd2-q2-}" \
+        iocd2-q2-*) "$PERF" --socket "$WORK/iocd2-$bk.vhost.sock" --queues 2 --mode "$mode" "${eidx[@]}" \
                     --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
         qsd)    "$PERF" --socket "$WORK/qsd-$bk.sock" --mode adaptive --rw randread --bs 4k --qd "$qd" \
                     --runtime "$RUNTIME" --json >"$out.client" ;;
@@ -159,6 +165,9 @@ if os.path.exists(out + ".client"):
     c = json.load(open(out + ".client"))
     r = {"iops": c["iops"], "p50": c["lat_p50_us"], "p99": c["lat_p99_us"], "ccpu": c["cpu_s"],
          "secs": c["runtime_s"]}
+    if c.get("engine") == "vblk" and c.get("ios"):
+        r.update(calls_io=c["calls"] / c["ios"], kicks_io=c["kicks"] / c["ios"],
+                 backoffs=c["backoffs"], preempts=c["preempts"])
 else:
     text = open(out + ".fio").read()  # the nbd engine prints a line before the JSON
     j = json.loads(text[text.index("{"):])["jobs"][0]
@@ -203,19 +212,30 @@ for bk in backings:
         return statistics.median(json.load(open(f"{work}/{bk}-{sys_}-qd{qd}-{r}.json"))[key]
                                  for r in range(1, reps + 1))
     print(f"\n4k randread, {bk} backing ({title[bk]}), {runtime} s runs, medians of {reps}\n")
-    print("| system | QD32 IOPS | vs direct | QD32 client CPU s | QD32 server CPU s | QD1 IOPS | QD1 p50 us | QD1 p99 us |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    def medopt(sys_, qd, key, fmt):
+        try:
+            return fmt.format(med(sys_, qd, key))
+        except KeyError:
+            return "-"
+    print("| system | QD32 IOPS | vs direct | QD32 client CPU s | QD32 server CPU s | QD32 calls/IO | QD32 kicks/IO | QD1 IOPS | QD1 p50 us | QD1 p99 us |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     d = med("direct", 32, "iops") if "direct" in systems else None
     for s in systems:
         rel = f"{med(s, 32, 'iops') / d:.2f}" if d else "-"
         print(f"| {s} | {med(s, 32, 'iops'):.0f} | {rel} | {med(s, 32, 'ccpu'):.2f} | "
-              f"{med(s, 32, 'scpu'):.2f} | {med(s, 1, 'iops'):.0f} | {med(s, 1, 'p50'):.1f} | {med(s, 1, 'p99'):.1f} |")
+              f"{med(s, 32, 'scpu'):.2f} | {medopt(s, 32, 'calls_io', '{:.3f}')} | "
+              f"{medopt(s, 32, 'kicks_io', '{:.4f}')} | {med(s, 1, 'iops'):.0f} | "
+              f"{med(s, 1, 'p50'):.1f} | {med(s, 1, 'p99'):.1f} |")
     if "iocd-adaptive" in systems:
         a = med("iocd-adaptive", 32, "iops")
         if d:
             print(f"\n{bk}: adaptive / direct io_uring (QD32): {a / d:.2f}   (goal >= 0.90)")
         if "qsd" in systems:
             print(f"{bk}: adaptive / qemu-storage-daemon (QD32): {a / med('qsd', 32, 'iops'):.2f}   (goal >= 1.20)")
+    ad = [f"{s} {med(s, 32, 'backoffs'):.0f} ({med(s, 32, 'preempts'):.0f} preempted)"
+          for s in systems if "adaptive" in s and s.startswith("iocd")]
+    if ad:
+        print(f"{bk}: adaptive spin back-offs per QD32 run (median): " + ", ".join(ad))
     for s in ("iocd2-q2-adaptive", "iocd2-q2-busy"):
         if s in systems and d:
             print(f"{bk}: {s} (iocd --cores 2, 2 queues) / direct io_uring (QD32): "

@@ -69,6 +69,8 @@ struct opts {
     enum vblk_mode mode;
     bool verify, json;
     bool buffered;        /* --buffered: --file without O_DIRECT (page cache) */
+    bool no_event_idx;    /* --no-event-idx: do not negotiate VIRTIO_RING_F_EVENT_IDX */
+    double spin_max_us;   /* --spin-max-us: adaptive spin window cap (0: libvblk's default) */
     double idle;          /* --idle: stay connected and idle this long before exiting */
     uint64_t size;
     unsigned seed;
@@ -165,6 +167,8 @@ engine_vblk(struct engine *e, const struct opts *o)
 
     vblk_opts_init(&vo);
     vo.mode = o->mode;
+    vo.no_event_idx = o->no_event_idx;
+    vo.spin_max_ns = o->spin_max_us > 0 ? (uint64_t)(o->spin_max_us * 1000) : vo.spin_max_ns;
     vo.num_queues = o->queue + o->queues;
     vo.queue_size = 256;
     while (vo.queue_size < o->qd * 4) {
@@ -510,6 +514,8 @@ usage(FILE *f)
                "                 [--bs 4k] [--qd N] [--runtime SECONDS] [--size BYTES]\n"
                "                 [--mode eventfd|busy|adaptive] [--rwmixread PCT] [--verify]"
                " [--json] [--idle SECONDS] [--queue I] [--queues N]\n"
+               "                 [--no-event-idx (libvblk: ring flags instead of event indexes)]"
+               " [--spin-max-us US]\n"
                "                 [--buffered (with --file: no O_DIRECT)]\n"
                "       vblk-perf --socket PATH --dump FILE\n");
 }
@@ -538,6 +544,7 @@ parse_args(int argc, char **argv, struct opts *o)
         {"size", 1, 0, 'S'},   {"dump", 1, 0, 'd'},    {"rwmixread", 1, 0, 'x'},
         {"seed", 1, 0, 'r'},   {"help", 0, 0, 'h'},    {"idle", 1, 0, 'i'},
         {"queue", 1, 0, 'Q'},  {"buffered", 0, 0, 'B'}, {"queues", 1, 0, 'N'},
+        {"no-event-idx", 0, 0, 'E'}, {"spin-max-us", 1, 0, 'P'},
         {0, 0, 0, 0},
     };
     uint64_t v;
@@ -566,6 +573,8 @@ parse_args(int argc, char **argv, struct opts *o)
         case 'V': o->verify = true; break;
         case 'j': o->json = true; break;
         case 'B': o->buffered = true; break;
+        case 'E': o->no_event_idx = true; break;
+        case 'P': o->spin_max_us = atof(optarg); break;
         case 'h': usage(stdout); exit(0);
         default: rc = -EINVAL; break;
         }
@@ -650,22 +659,56 @@ cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Sum of the driven queues' libvblk counters (zeros for io_uring). */
+static struct vblk_queue_stats
+vblk_stats(const struct engine *e)
+{
+    struct vblk_queue_stats sum = {0}, q;
+
+    for (unsigned i = 0; e->v != NULL && i < e->nq; i++) {
+        vblk_queue_get_stats(e->qs[i], &q);
+        sum.kicks += q.kicks;
+        sum.sleeps += q.sleeps;
+        sum.arms += q.arms;
+        sum.calls += q.calls;
+        sum.spin_misses += q.spin_misses;
+        sum.backoffs += q.backoffs;
+        sum.preempts += q.preempts;
+    }
+    return sum;
+}
+
 static void
-report(const struct job *j, double secs, double cpu)
+report(const struct job *j, double secs, double cpu, const struct vblk_queue_stats *s0)
 {
     const struct opts *o = j->o;
     double iops = (double)j->st.ios / secs, mibs = (double)j->st.bytes / secs / 1048576.0;
     static const char *const modes[] = {"eventfd", "busy", "adaptive"};
+    struct vblk_queue_stats s1 = vblk_stats(j->e);
+    bool eidx = j->e->v != NULL && vblk_event_idx(j->e->v);
 
+    s1.kicks -= s0->kicks;
+    s1.sleeps -= s0->sleeps;
+    s1.arms -= s0->arms;
+    s1.calls -= s0->calls;
+    s1.spin_misses -= s0->spin_misses;
+    s1.backoffs -= s0->backoffs;
+    s1.preempts -= s0->preempts;
     if (o->json) {
         printf("{\"engine\": \"%s\", \"mode\": \"%s\", \"bs\": %zu, \"qd\": %u, \"queues\": %u, "
                "\"iops\": %.0f, \"mib_s\": %.1f, \"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, "
                "\"cpu_s\": %.3f, \"runtime_s\": %.3f, \"ios\": %llu, \"errors\": %llu, "
-               "\"verify_errors\": %llu}\n",
+               "\"verify_errors\": %llu, \"event_idx\": %s, \"kicks\": %llu, \"calls\": %llu, "
+               "\"sleeps\": %llu, \"arms\": %llu, \"spin_misses\": %llu, \"backoffs\": %llu, "
+               "\"preempts\": %llu}\n",
                o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, o->queues, iops,
                mibs, hist_pct(&j->st, 50), hist_pct(&j->st, 99), cpu, secs,
                (unsigned long long)j->st.ios, (unsigned long long)j->st.errors,
-               (unsigned long long)j->st.mismatches);
+               (unsigned long long)j->st.mismatches, eidx ? "true" : "false",
+               (unsigned long long)s1.kicks, (unsigned long long)s1.calls,
+               (unsigned long long)s1.sleeps, (unsigned long long)s1.arms,
+               (unsigned long long)s1.spin_misses, (unsigned long long)s1.backoffs,
+               (unsigned long long)s1.preempts);
         return;
     }
     printf("%s %s bs=%zu qd=%u queues=%u: %.0f IOPS, %.1f MiB/s, p50 %.1f us, p99 %.1f us, "
@@ -673,6 +716,13 @@ report(const struct job *j, double secs, double cpu)
            o->socket ? "vblk" : "io_uring", modes[o->mode], o->bs, o->qd, o->queues, iops, mibs,
            hist_pct(&j->st, 50), hist_pct(&j->st, 99), cpu, secs,
            (unsigned long long)j->st.errors, (unsigned long long)j->st.mismatches);
+    if (o->socket != NULL) {
+        printf("  event_idx %s, kicks %llu, call signals %llu, sleeps %llu, spin misses %llu, "
+               "back-offs %llu, preempted %llu\n",
+               eidx ? "on" : "off", (unsigned long long)s1.kicks, (unsigned long long)s1.calls,
+               (unsigned long long)s1.sleeps, (unsigned long long)s1.spin_misses,
+               (unsigned long long)s1.backoffs, (unsigned long long)s1.preempts);
+    }
 }
 
 static int
@@ -708,6 +758,7 @@ main(int argc, char **argv)
     struct job j = {0};
     uint64_t t0;
     double cpu0, secs;
+    struct vblk_queue_stats s0;
     int rc;
 
     if (parse_args(argc, argv, &o) != 0) {
@@ -727,13 +778,14 @@ main(int argc, char **argv)
     if (rc == 0 && o.verify) {
         rc = run_loop(&j, 0, OP_WRITE);
     }
+    s0 = vblk_stats(&e);
     cpu0 = cpu_seconds();
     t0 = now_ns();
     if (rc == 0) {
         rc = run_loop(&j, t0 + (uint64_t)(o.runtime * 1e9), -1);
     }
     secs = (double)(now_ns() - t0) / 1e9;
-    report(&j, secs, cpu_seconds() - cpu0);
+    report(&j, secs, cpu_seconds() - cpu0, &s0);
     if (rc == 0 && o.verify) {
         rc = run_loop(&j, 0, OP_READ);
         if (!o.json) {

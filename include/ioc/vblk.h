@@ -48,6 +48,20 @@ struct vblk_opts {
     size_t mem_size;       /* bytes of shared buffer heap; default 64 MiB */
     enum vblk_mode mode;   /* default VBLK_MODE_ADAPTIVE */
     uint64_t spin_max_ns;  /* adaptive: cap of the spin window; default 50 us */
+    bool no_event_idx;     /* do not negotiate VIRTIO_RING_F_EVENT_IDX (tests); default false */
+};
+
+/* Counters of one queue since connect (vblk_queue_get_stats). */
+struct vblk_queue_stats {
+    uint64_t kicks;        /* kick eventfd writes */
+    uint64_t sleeps;       /* times a wait slept in poll(2) on the call eventfd */
+    uint64_t arms;         /* times a wait asked for a signal before it would sleep (the
+                            * recheck after asking may find work and skip the sleep, but
+                            * the backend may already have signalled) */
+    uint64_t calls;        /* call eventfd signals consumed (the eventfd counter's sum) */
+    uint64_t spin_misses;  /* adaptive: spin windows that ran out without a completion */
+    uint64_t backoffs;     /* adaptive: sleep-only back-offs after a run of such misses */
+    uint64_t preempts;     /* adaptive: spins that saw a gap (preempted): back-off at once */
 };
 
 enum vblk_op {
@@ -148,6 +162,15 @@ int vblk_queue_call_fd(const struct vblk_queue *q);
 
 /** Requests submitted and not yet reaped. */
 unsigned vblk_queue_inflight(const struct vblk_queue *q);
+
+/**
+ * Copy the queue's counters into *out. The adaptive counters of a
+ * vblk_queues_wait() set are kept in its first queue.
+ */
+void vblk_queue_get_stats(const struct vblk_queue *q, struct vblk_queue_stats *out);
+
+/** Whether VIRTIO_RING_F_EVENT_IDX was negotiated (event indexes instead of ring flags). */
+bool vblk_event_idx(const struct vblk *v);
 
 /* ---- synchronous helpers (queue 0; buf must come from vblk_buf_alloc) ---- */
 int vblk_read(struct vblk *v, void *buf, size_t len, uint64_t offset);

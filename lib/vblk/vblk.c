@@ -17,9 +17,12 @@
  * handed out by vblk_buf_alloc(). With REPLY_ACK every setting message
  * waits for the backend's acknowledgement, so errors surface in connect.
  *
- * What it doesn't do: EVENT_IDX and indirect descriptors are not negotiated
- * (notification suppression uses the ring flags); no reconnection, no
- * inflight tracking, no live migration (dirty log).
+ * VIRTIO_RING_F_EVENT_IDX is negotiated when the backend offers it (unless
+ * opts.no_event_idx): notification suppression then uses the event indexes
+ * (see vblk_queue.c) instead of the ring flags.
+ *
+ * What it doesn't do: indirect descriptors are not negotiated; no
+ * reconnection, no inflight tracking, no live migration (dirty log).
  *
  * Rejected alternative: bounce buffers for arbitrary user memory. It would
  * copy every byte; applications that care about the fast path allocate from
@@ -196,7 +199,8 @@ msg_set_u64(struct vblk *v, uint32_t req, uint64_t val, const int *fds, int nfds
      (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |              \
      (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |                   \
      (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_MQ) |                      \
-     (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES))
+     (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES) |             \
+     (1ull << VIRTIO_RING_F_EVENT_IDX))
 
 #define VBLK_WANTED_PROTOCOL                                                         \
     ((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
@@ -223,7 +227,7 @@ get_config(struct vblk *v)
 }
 
 static int
-negotiate(struct vblk *v, unsigned want_queues)
+negotiate(struct vblk *v, unsigned want_queues, bool no_event_idx)
 {
     uint64_t features, proto = 0, nq = 1;
     int rc = msg_get_u64(v, VHOST_USER_GET_FEATURES, &features);
@@ -235,6 +239,9 @@ negotiate(struct vblk *v, unsigned want_queues)
         return -EPROTO;
     }
     v->features = features & VBLK_WANTED_FEATURES;
+    if (no_event_idx) {
+        v->features &= ~(1ull << VIRTIO_RING_F_EVENT_IDX);
+    }
     if (vblk_has_feature(v, VHOST_USER_F_PROTOCOL_FEATURES)) {
         rc = msg_get_u64(v, VHOST_USER_GET_PROTOCOL_FEATURES, &proto);
         if (rc == 0) {
@@ -511,7 +518,7 @@ vblk_connect(const char *path, const struct vblk_opts *opts, struct vblk **out)
     v->spin_max_ns = opts->spin_max_ns ? opts->spin_max_ns : VBLK_DEFAULT_SPIN_NS;
     rc = sock_connect(path, &v->sock);
     if (rc == 0) {
-        rc = negotiate(v, opts->num_queues);
+        rc = negotiate(v, opts->num_queues, opts->no_event_idx);
     }
     if (rc == 0) {
         derive_geometry(v, opts->queue_size);
@@ -584,6 +591,12 @@ bool
 vblk_read_only(const struct vblk *v)
 {
     return vblk_has_feature(v, VIRTIO_BLK_F_RO);
+}
+
+bool
+vblk_event_idx(const struct vblk *v)
+{
+    return vblk_has_feature(v, VIRTIO_RING_F_EVENT_IDX);
 }
 
 unsigned

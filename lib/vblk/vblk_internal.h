@@ -51,7 +51,11 @@ struct vblk_queue {
     uint64_t gap_ewma_ns;         /* adaptive: mean wait before a completion arrived */
     uint64_t nospin_until;        /* adaptive: sleep-only until then (preempted while spinning) */
     uint64_t nospin_ns;           /* adaptive: current length of that back-off, 0 = none */
+    unsigned miss_run;            /* adaptive: spin windows in a row that ran out */
     unsigned rr;                  /* vblk_queues_wait: which queue of the set is reaped first */
+    bool event_idx;               /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    uint16_t used_event;          /* private copy of what we last wrote to used_event */
+    struct vblk_queue_stats stats;
 };
 
 struct vblk {
@@ -85,6 +89,29 @@ size_t vblk_queue_layout_size(unsigned size);
 void vblk_queue_layout(struct vblk_queue *q, uint8_t *base, unsigned size);
 int vblk_queue_init_private(struct vblk_queue *q);
 void vblk_queue_fini_private(struct vblk_queue *q);
+
+/*
+ * virtio's vring_need_event: whether the event index ev was passed when an
+ * index moved from old to new (u16, wrapping), i.e. ev in [old, new).
+ */
+static inline bool
+vblk_need_event(uint16_t ev, uint16_t new_idx, uint16_t old)
+{
+    return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
+}
+
+/*
+ * used_event for a sleep with `inflight` requests outstanding: wake after
+ * about half of them completed, and after the first when there are fewer
+ * than 4 (a QD1 request is always signalled).
+ */
+static inline uint16_t
+vblk_sleep_used_event(uint16_t used_idx, unsigned inflight)
+{
+    unsigned batch = inflight / 2 > 0 ? inflight / 2 : 1;
+
+    return (uint16_t)(used_idx + batch - 1);
+}
 
 static inline bool
 vblk_has_feature(const struct vblk *v, unsigned bit)

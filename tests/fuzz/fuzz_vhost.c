@@ -10,7 +10,9 @@
  * payload, no fds), copies the rest of the input over guest memory (rings,
  * descriptors, headers: everything the client controls), and processes every
  * started queue three times, polling the local reactor until no bdev IO is in
- * flight. Invalid input must be refused or mark the device broken; ASan
+ * flight, then runs the notification checks (flags, or with EVENT_IDX,
+ * negotiated when bit 1 of the first byte is set, the event indexes after
+ * the rings). Invalid input must be refused or mark the device broken; ASan
  * checks that nothing outside the buffer is touched, LeakSanitizer that
  * teardown frees everything.
  */
@@ -42,13 +44,14 @@ send_msg(struct vhost_dev *dev, uint32_t req, const void *p, uint32_t size, int 
 }
 
 static void
-canned_setup(struct vhost_dev *dev)
+canned_setup(struct vhost_dev *dev, bool event_idx)
 {
     struct vhost_user_state num = {0, 16}, en = {0, 1};
     struct vhost_user_addr a = {.index = 0, .desc_user_addr = GPA,
                                 .avail_user_addr = GPA + 0x1000,
                                 .used_user_addr = GPA + 0x2000};
-    uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+    uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
+                 (event_idx ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0);
     uint64_t q0 = 0;
 
     send_msg(dev, VHOST_USER_SET_FEATURES, &f, 8, -1);
@@ -106,7 +109,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(g_mem, 0, MEM_SIZE);
     vhost_dev_init(&dev, NULL, NULL, g_bdev, (data[0] & 1) != 0, 2);
     vhost_dev_add_region(&dev, GPA, GPA, MEM_SIZE, g_mem);
-    canned_setup(&dev);
+    canned_setup(&dev, (data[0] & 2) != 0);
     fuzzed_msgs(&dev, data + 2, l);
     memcpy(g_mem, data + 2 + l, IOC_MIN(size - 2 - l, (size_t)MEM_SIZE));
     for (int round = 0; round < 3; round++) {
@@ -117,6 +120,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         for (int i = 0; i < 1000 && vhost_dev_inflight(&dev) > 0; i++) {
             ioc_reactor_poll_once(g_r);
+        }
+        /* notification state: flags, or the event indexes past the rings */
+        for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
+            struct vhost_queue *vq = &dev.queues[i];
+
+            if (vq->started && vhost_queue_ready(vq)) {
+                if (vhost_queue_event_idx(vq)) {
+                    (void)vhost_vring_early_signal(vq);
+                }
+                (void)vhost_vring_need_signal(vq);
+                vhost_vring_set_no_notify(vq, round != 1);
+            }
         }
     }
     if (vhost_dev_inflight(&dev) != 0) {

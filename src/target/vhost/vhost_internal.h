@@ -178,6 +178,35 @@ bool vhost_queue_ready(const struct vhost_queue *vq);
 
 /* ---- vhost_vring.c ---- */
 
+/**
+ * virtio's vring_need_event: whether an event index ev was passed when an
+ * index moved from old to new (all u16, wrapping): ev in [old, new).
+ */
+static inline bool
+vhost_need_event(uint16_t ev, uint16_t new_idx, uint16_t old)
+{
+    return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
+}
+
+static inline bool
+vhost_queue_event_idx(const struct vhost_queue *vq)
+{
+    return (vq->dev->features >> VIRTIO_RING_F_EVENT_IDX) & 1u;
+}
+
+/* used_event (client -> us) after avail->ring[num]; avail_event (us -> client) after used->ring[num]. */
+static inline uint16_t *
+vhost_vring_used_event(const struct vhost_queue *vq)
+{
+    return &vq->avail->ring[vq->num];
+}
+
+static inline uint16_t *
+vhost_vring_avail_event(const struct vhost_queue *vq)
+{
+    return (uint16_t *)&vq->used->ring[vq->num];
+}
+
 /** Translate [gpa, gpa+len) to our pointer if it lies in one region, else NULL. */
 void *vhost_gpa_to_host(const struct vhost_dev *dev, uint64_t gpa, uint64_t len);
 void *vhost_uva_to_host(const struct vhost_dev *dev, uint64_t uva, uint64_t len);
@@ -197,9 +226,21 @@ int vhost_vring_peek(struct vhost_queue *vq, uint16_t *head);
 int vhost_vring_pop(struct vhost_queue *vq, uint16_t head, struct vhost_chain *chain);
 /** Put a completed chain on the used ring (visible to the client at once). */
 void vhost_vring_push(struct vhost_queue *vq, uint16_t head, uint32_t len);
-/** Whether the client wants a call signal now (checks NO_INTERRUPT after a fence). */
+/**
+ * Whether the client wants a call signal now: after a fence, NO_INTERRUPT,
+ * or with EVENT_IDX whether used_event was passed since the last check.
+ */
 bool vhost_vring_need_signal(struct vhost_queue *vq);
-/** Set or clear VRING_USED_F_NO_NOTIFY (we poll / we want kicks). */
+/**
+ * EVENT_IDX only, after a push: whether the push passed used_event as last
+ * read (no fence: a miss is caught by vhost_vring_need_signal later).
+ */
+bool vhost_vring_early_signal(struct vhost_queue *vq);
+/**
+ * Set or clear VRING_USED_F_NO_NOTIFY (we poll / we want kicks); wanting
+ * kicks with EVENT_IDX also publishes avail_event = last_avail. Clearing
+ * ends with a full fence: the caller then rechecks avail->idx.
+ */
 void vhost_vring_set_no_notify(struct vhost_queue *vq, bool no_notify);
 
 /* ---- vhost_blk.c ---- */

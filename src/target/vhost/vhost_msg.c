@@ -71,7 +71,7 @@ uint64_t
 vhost_dev_features(const struct vhost_dev *dev)
 {
     return (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-           vhost_blk_features(dev);
+           (1ull << VIRTIO_RING_F_EVENT_IDX) | vhost_blk_features(dev);
 }
 
 void

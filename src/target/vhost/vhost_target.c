@@ -68,7 +68,11 @@
  * A request that comes while parked kicks, as when sleeping. Parking does
  * not change the idle window.
  * Completions write the call eventfd once per reactor iteration per queue (a
- * deferred call), and only if the client did not set NO_INTERRUPT.
+ * deferred call), and only if the client did not set NO_INTERRUPT. With
+ * EVENT_IDX (vhost_vring.c) the client's used_event decides instead, and the
+ * completion that passes it signals at once (vhost_vring_early_signal), so a
+ * client sleeping until half of its requests are done wakes while the rest
+ * still complete.
  *
  * Teardown: a closing connection stops its queues (as above), cancels its
  * posted socket poll, and is freed from a deferred call on its own reactor
@@ -312,16 +316,23 @@ kick_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 }
 
 static void
+call_signal(struct vhost_queue *vq)
+{
+    uint64_t one = 1;
+
+    /* an eventfd write never blocks for long: it is a counter */
+    if (write(vq->call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        IOC_ERR_RATELIMIT("vhost", "%s: call eventfd: %s", vq->dev->name, strerror(errno));
+    }
+}
+
+static void
 signal_fn(struct ioc_deferred *d)
 {
     struct vhost_queue *vq = ioc_container_of(d, struct vhost_queue, signal_defer);
-    uint64_t one = 1;
 
     if (vq->call_fd >= 0 && vhost_vring_need_signal(vq)) {
-        /* an eventfd write never blocks for long: it is a counter */
-        if (write(vq->call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-            IOC_ERR_RATELIMIT("vhost", "%s: call eventfd: %s", vq->dev->name, strerror(errno));
-        }
+        call_signal(vq);
     }
     if (vq->stop_req) {
         queue_stop_check(vq);
@@ -405,6 +416,9 @@ static void
 dev_completed(struct vhost_dev *dev, struct vhost_queue *vq)
 {
     (void)dev;
+    if (vhost_queue_event_idx(vq) && vq->call_fd >= 0 && vhost_vring_early_signal(vq)) {
+        call_signal(vq); /* the client asked to be woken at this very completion */
+    }
     ioc_reactor_defer(vq->reactor, &vq->signal_defer, signal_fn);
     if (vq->stop_req) {
         queue_stop_check(vq);

@@ -23,11 +23,33 @@
  * Memory ordering: the client publishes avail->idx with release semantics
  * after writing ring entries; we load it with acquire. We publish used->idx
  * with release after the element. Notification suppression is a Dekker pair
- * on each side: (store flag; full fence; load index) against (store index;
- * full fence; load flag).
+ * on each side: (store flag or event index; full fence; load index) against
+ * (store index; full fence; load flag or event index).
  *
- * Not done: EVENT_IDX (avail_event / used_event), indirect tables, packed
- * rings.
+ * EVENT_IDX (VIRTIO_RING_F_EVENT_IDX, when the client acks it): the flags
+ * are then ignored by both sides (virtio 1.x 2.7.7, 2.7.10) and replaced by
+ * two indexes: used_event, the u16 after avail->ring[num], which the client
+ * writes ("signal me once used->idx passes this"), and avail_event, the u16
+ * after used->ring[num], which we write ("kick me once avail->idx passes
+ * this"). We signal when used_event lies in [signalled_used, used_idx), i.e.
+ * vring_need_event(used_event, new, old) in 16-bit arithmetic, and we move
+ * signalled_used to used_idx at every check (signalled or not), so the
+ * window is at most one reactor iteration of completions and never a whole
+ * wrap (65536 pushes between two checks would look like none). Besides
+ * that end-of-iteration check, each completion looks at used_event without
+ * a fence (vhost_vring_early_signal): a client sleeping until half of its
+ * requests are done is woken at once when the push that passes its
+ * used_event happens, not after the rest of the batch, so it resubmits while
+ * we complete the others; a stale read only defers the decision to the
+ * fenced check. While we
+ * poll, avail_event is left where it was (behind the client's index, so the
+ * client does not kick until the index wraps past it again: at most one
+ * spurious kick per 65536 requests, which the kick read absorbs); going to
+ * sleep stores avail_event = last_avail, fence, recheck, exactly as the
+ * NO_NOTIFY flag was. We keep writing the flag too: harmless to a client
+ * that ignores it.
+ *
+ * Not done: indirect tables, packed rings.
  */
 #include "ioc/common.h"
 
@@ -164,7 +186,26 @@ vhost_vring_need_signal(struct vhost_queue *vq)
         return false;
     }
     atomic_thread_fence(memory_order_seq_cst);
+    if (vhost_queue_event_idx(vq)) {
+        uint16_t old = vq->signalled_used;
+        uint16_t ev = __atomic_load_n(vhost_vring_used_event(vq), __ATOMIC_RELAXED);
+
+        vq->signalled_used = vq->used_idx;
+        return vhost_need_event(ev, vq->used_idx, old);
+    }
     if (__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) & VRING_AVAIL_F_NO_INTERRUPT) {
+        return false;
+    }
+    vq->signalled_used = vq->used_idx;
+    return true;
+}
+
+bool
+vhost_vring_early_signal(struct vhost_queue *vq)
+{
+    uint16_t ev = __atomic_load_n(vhost_vring_used_event(vq), __ATOMIC_RELAXED);
+
+    if (!vhost_need_event(ev, vq->used_idx, vq->signalled_used)) {
         return false;
     }
     vq->signalled_used = vq->used_idx;
@@ -176,6 +217,9 @@ vhost_vring_set_no_notify(struct vhost_queue *vq, bool no_notify)
 {
     __atomic_store_n(&vq->used->flags, no_notify ? VRING_USED_F_NO_NOTIFY : 0,
                      __ATOMIC_RELAXED);
+    if (!no_notify && vhost_queue_event_idx(vq)) {
+        __atomic_store_n(vhost_vring_avail_event(vq), vq->last_avail, __ATOMIC_RELAXED);
+    }
     if (!no_notify) {
         atomic_thread_fence(memory_order_seq_cst); /* then the caller rechecks avail->idx */
     }

@@ -54,7 +54,7 @@ struct fake {
 };
 
 static struct fake *
-fake_new(void)
+fake_new_with(uint64_t extra_features, enum vblk_mode mode)
 {
     struct fake *f = calloc(1, sizeof(*f));
     size_t qlen = vblk_queue_layout_size(8);
@@ -73,14 +73,21 @@ fake_new(void)
     f->v.capacity = 1 << 20;
     f->v.block_size = 512;
     f->v.seg_max = 6;
-    f->v.features = (1ull << VIRTIO_BLK_F_FLUSH);
+    f->v.features = (1ull << VIRTIO_BLK_F_FLUSH) | extra_features;
     f->v.spin_max_ns = 1000;
     vblk_queue_layout(&f->v.queues[0], f->mem, 8);
     f->v.queues[0].v = &f->v;
-    f->v.queues[0].mode = VBLK_MODE_BUSY;
+    f->v.queues[0].mode = mode;
     f->v.queues[0].kick_fd = -1;
+    f->v.sock = -1;
     assert_int_equal(vblk_queue_init_private(&f->v.queues[0]), 0);
     return f;
+}
+
+static struct fake *
+fake_new(void)
+{
+    return fake_new_with(0, VBLK_MODE_BUSY);
 }
 
 static void
@@ -273,6 +280,215 @@ test_vblk_queues_wait(void **state)
     fake_free(f);
 }
 
+/* ------------------------------------------------------------ EVENT_IDX */
+
+static void
+test_vblk_need_event(void **state)
+{
+    (void)state;
+    assert_true(vblk_need_event(0, 1, 0));
+    assert_false(vblk_need_event(1, 1, 0));
+    assert_true(vblk_need_event(10, 20, 10));
+    assert_true(vblk_need_event(19, 20, 10));
+    assert_false(vblk_need_event(20, 20, 10));
+    assert_false(vblk_need_event(9, 20, 10));
+    assert_false(vblk_need_event(3, 3, 3));
+    /* wrap */
+    assert_true(vblk_need_event(0xffff, 1, 0xfff0));
+    assert_true(vblk_need_event(0, 1, 0xfff0));
+    assert_true(vblk_need_event(0xfff0, 1, 0xfff0));
+    assert_false(vblk_need_event(1, 1, 0xfff0));
+    assert_false(vblk_need_event(0xffef, 1, 0xfff0));
+    assert_false(vblk_need_event((uint16_t)(0xfff0 + 0x8000), 0x0100, 0xfff0));
+    /* the sleep's used_event: after about half, never later than the first for QD <= 3 */
+    assert_int_equal(vblk_sleep_used_event(100, 0), 100);
+    assert_int_equal(vblk_sleep_used_event(100, 1), 100);
+    assert_int_equal(vblk_sleep_used_event(100, 2), 100);
+    assert_int_equal(vblk_sleep_used_event(100, 3), 100);
+    assert_int_equal(vblk_sleep_used_event(100, 4), 101);
+    assert_int_equal(vblk_sleep_used_event(100, 32), 115);
+    assert_int_equal(vblk_sleep_used_event(0xfff8, 32), 0x0007);
+    for (unsigned n = 1; n <= 1024; n++) {
+        uint16_t ev = vblk_sleep_used_event(0xff00, n);
+
+        /* the n-th completion (index 0xff00 + n - 1) always passes it */
+        assert_true((uint16_t)(ev - 0xff00) < n);
+    }
+}
+
+static uint64_t
+eventfd_take(int fd)
+{
+    uint64_t v = 0;
+
+    if (read(fd, &v, sizeof(v)) != sizeof(v)) {
+        return 0;
+    }
+    return v;
+}
+
+static uint16_t *
+avail_event(struct vblk_queue *q)
+{
+    return (uint16_t *)&q->used->ring[q->size];
+}
+
+static uint16_t *
+used_event(struct vblk_queue *q)
+{
+    return &q->avail->ring[q->size];
+}
+
+/* Kicks follow avail_event (with wrap); the NO_NOTIFY flag is ignored. */
+static void
+test_vblk_event_idx_kick(void **state)
+{
+    struct fake *f = fake_new_with(1ull << VIRTIO_RING_F_EVENT_IDX, VBLK_MODE_BUSY);
+    struct vblk_queue *q = &f->v.queues[0];
+    struct vblk_completion c[8];
+
+    (void)state;
+    assert_true(q->event_idx);
+    assert_true(vblk_event_idx(&f->v));
+    assert_int_equal(*used_event(q), 0x8000); /* busy: the backend never signals */
+    q->kick_fd = eventfd(0, EFD_NONBLOCK);
+    q->used->flags = VRING_USED_F_NO_NOTIFY; /* must be ignored */
+    *avail_event(q) = 0;
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0); /* 0 -> 1 passes 0 */
+    assert_int_equal(eventfd_take(q->kick_fd), 1);
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0); /* 1 -> 2: the backend polls (still 0) */
+    assert_int_equal(eventfd_take(q->kick_fd), 0);
+    *avail_event(q) = 2; /* it went to sleep having taken 2 */
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0);
+    assert_int_equal(eventfd_take(q->kick_fd), 1);
+    assert_int_equal(q->stats.kicks, 2);
+    for (uint16_t i = 0; i < 3; i++) {
+        device_complete(q, i, VIRTIO_BLK_S_OK);
+    }
+    assert_int_equal(vblk_queue_poll(q, c, 8), 3);
+    /* wrap: indexes 0xfffe, 0xffff -> 0 */
+    q->avail_idx = q->kicked_idx = 0xfffe;
+    q->avail->idx = 0xfffe;
+    *avail_event(q) = 0xffff;
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0);
+    assert_int_equal(q->avail->idx, 0);
+    assert_int_equal(eventfd_take(q->kick_fd), 1);
+    *avail_event(q) = 0xfffd; /* behind: polling */
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0);
+    assert_int_equal(eventfd_take(q->kick_fd), 0);
+    close(q->kick_fd);
+    fake_free(f);
+}
+
+struct event_device {
+    struct vblk_queue *q;
+    uint16_t seen_used_event;
+    unsigned complete;
+};
+
+/* A device thread: waits for the client to sleep, notes used_event, completes. */
+static void *
+event_device_run(void *arg)
+{
+    struct event_device *d = arg;
+    uint16_t old = d->q->used->idx;
+    uint64_t one = 1;
+
+    usleep(50000);
+    d->seen_used_event = __atomic_load_n(used_event(d->q), __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < d->complete; i++) {
+        device_complete(d->q, (uint16_t)(d->q->used->idx), VIRTIO_BLK_S_OK);
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (vblk_need_event(d->seen_used_event, d->q->used->idx, old)) {
+        assert_int_equal(write(d->q->call_fd, &one, sizeof(one)), 8);
+    }
+    return NULL;
+}
+
+/* used_event while sleeping: half the in-flight requests (QD1: the first). */
+static void
+check_sleep_event(enum vblk_mode mode, unsigned inflight, uint16_t expect_after)
+{
+    struct fake *f = fake_new_with(1ull << VIRTIO_RING_F_EVENT_IDX, mode);
+    struct vblk_queue *q = &f->v.queues[0];
+    struct event_device d = {.q = q};
+    struct vblk_completion c[8];
+    pthread_t t;
+    int n = 0;
+
+    q->call_fd = eventfd(0, EFD_NONBLOCK);
+    q->used->idx = q->used_idx = 0xfffe; /* the sleep's event index wraps */
+    q->used_event = (uint16_t)(q->used_idx + 0x8000);
+    q->avail_idx = q->kicked_idx = q->avail->idx = 0xfffe;
+    for (unsigned i = 0; i < inflight; i++) {
+        assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    }
+    *avail_event(q) = 0xfffd; /* the device polls: no kick (there is no kick fd) */
+    assert_int_equal(vblk_queue_kick(q), 0);
+    d.complete = expect_after;
+    assert_int_equal(pthread_create(&t, NULL, event_device_run, &d), 0);
+    while (n < (int)expect_after) {
+        int rc = vblk_queue_wait(q, c, 8, 5000);
+
+        assert_true(rc > 0);
+        n += rc;
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(n, expect_after);
+    /* the device woke us exactly when expect_after completions were done */
+    assert_int_equal(d.seen_used_event, (uint16_t)(0xfffe + expect_after - 1));
+    assert_int_equal(q->stats.sleeps, 1);
+    assert_int_equal(q->stats.calls, 1);
+    if (mode == VBLK_MODE_ADAPTIVE) {
+        assert_int_equal(*used_event(q), (uint16_t)(q->used_idx + 0x8000)); /* spinning again */
+    } else {
+        assert_int_equal(vblk_queue_poll(q, c, 8), 0);
+        assert_int_equal(*used_event(q), q->used_idx); /* outside a wait: the next one */
+    }
+    close(q->call_fd);
+    fake_free(f);
+}
+
+/* Requests submitted but not kicked are invisible to the backend: not counted. */
+static void
+test_vblk_event_idx_unkicked(void **state)
+{
+    struct fake *f = fake_new_with(1ull << VIRTIO_RING_F_EVENT_IDX, VBLK_MODE_EVENTFD);
+    struct vblk_queue *q = &f->v.queues[0];
+    struct vblk_completion c[8];
+
+    (void)state;
+    q->call_fd = eventfd(0, EFD_NONBLOCK);
+    *avail_event(q) = 0xffff; /* polling: no kick fd needed */
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_kick(q), 0);
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_submit(q, VBLK_OP_FLUSH, 0, 0, NULL, 0, NULL), 0);
+    assert_int_equal(vblk_queue_inflight(q), 4);
+    assert_int_equal(vblk_queue_wait(q, c, 8, 10), 0); /* times out */
+    assert_int_equal(*used_event(q), 0); /* 2 kicked: wake at the first, not the second */
+    close(q->call_fd);
+    fake_free(f);
+}
+
+static void
+test_vblk_event_idx_sleep(void **state)
+{
+    (void)state;
+    check_sleep_event(VBLK_MODE_EVENTFD, 1, 1);
+    check_sleep_event(VBLK_MODE_ADAPTIVE, 1, 1);
+    check_sleep_event(VBLK_MODE_EVENTFD, 4, 2);
+    check_sleep_event(VBLK_MODE_ADAPTIVE, 4, 2);
+}
+
 int
 main(void)
 {
@@ -283,6 +499,10 @@ main(void)
         cmocka_unit_test(test_vblk_queue_submit_refused),
         cmocka_unit_test(test_vblk_buf_alloc_exhaust),
         cmocka_unit_test(test_vblk_queues_wait),
+        cmocka_unit_test(test_vblk_need_event),
+        cmocka_unit_test(test_vblk_event_idx_kick),
+        cmocka_unit_test(test_vblk_event_idx_sleep),
+        cmocka_unit_test(test_vblk_event_idx_unkicked),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,9 +104,9 @@ teardown(void **state)
     return 0;
 }
 
-/* Negotiate and start queue 0 with rings at fixed offsets of the buffer. */
+/* Negotiate (with extra feature bits) and start queue 0 with rings at fixed offsets. */
 static struct vhost_queue *
-start_queue(struct fixture *f)
+start_queue_features(struct fixture *f, uint64_t extra)
 {
     struct vhost_user_state num = {.index = 0, .num = QSIZE};
     struct vhost_user_state en = {.index = 0, .num = 1};
@@ -116,7 +116,7 @@ start_queue(struct fixture *f)
 
     assert_int_equal(msg_u64(&f->dev, VHOST_USER_SET_FEATURES,
                              (1ull << VIRTIO_F_VERSION_1) |
-                                 (1ull << VHOST_USER_F_PROTOCOL_FEATURES), -1), 0);
+                                 (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | extra, -1), 0);
     assert_int_equal(msg(&f->dev, VHOST_USER_SET_VRING_NUM, &num, sizeof(num), -1, NULL), 0);
     assert_int_equal(msg(&f->dev, VHOST_USER_SET_VRING_ADDR, &addr, sizeof(addr), -1, NULL), 0);
     assert_int_equal(msg_u64(&f->dev, VHOST_USER_SET_VRING_CALL, 0, eventfd(0, EFD_NONBLOCK)),
@@ -127,6 +127,12 @@ start_queue(struct fixture *f)
     assert_int_equal(msg(&f->dev, VHOST_USER_SET_VRING_ENABLE, &en, sizeof(en), -1, NULL), 0);
     assert_int_equal(f->started, 1);
     return &f->dev.queues[0];
+}
+
+static struct vhost_queue *
+start_queue(struct fixture *f)
+{
+    return start_queue_features(f, 0);
 }
 
 static struct vring_desc *
@@ -482,6 +488,166 @@ test_vhost_msg_queue_mask(void **state)
     assert_int_equal(vhost_msg_queue_mask(&f->dev, &h, &u64), 0);
 }
 
+/* ------------------------------------------------------------ EVENT_IDX */
+
+static void
+test_vhost_need_event(void **state)
+{
+    (void)state;
+    /* ev in [old, new) */
+    assert_true(vhost_need_event(5, 6, 5));
+    assert_false(vhost_need_event(6, 6, 5));
+    assert_false(vhost_need_event(4, 6, 5));
+    assert_true(vhost_need_event(10, 20, 10));
+    assert_true(vhost_need_event(19, 20, 10));
+    assert_false(vhost_need_event(20, 20, 10));
+    assert_false(vhost_need_event(9, 20, 10));
+    assert_false(vhost_need_event(7, 7, 7)); /* nothing moved */
+    /* wrap-around: old near 65535, new past 0 */
+    assert_true(vhost_need_event(0xfffe, 2, 0xfffe));
+    assert_true(vhost_need_event(0xffff, 2, 0xfffe));
+    assert_true(vhost_need_event(0, 2, 0xfffe));
+    assert_true(vhost_need_event(1, 2, 0xfffe));
+    assert_false(vhost_need_event(2, 2, 0xfffe));
+    assert_false(vhost_need_event(0xfffd, 2, 0xfffe));
+    assert_false(vhost_need_event(0x8000, 2, 0xfffe));
+    /* an event index far ahead (a spinning client) is never passed */
+    assert_false(vhost_need_event((uint16_t)(100 + 0x8000), 356, 100));
+    assert_false(vhost_need_event((uint16_t)(0xff00 + 0x8000), 0x0100, 0xff00));
+}
+
+static uint16_t *
+fx_used_event(struct fixture *f)
+{
+    return &((struct vring_avail *)(f->mem + OFF_AVAIL))->ring[QSIZE];
+}
+
+static uint16_t *
+fx_avail_event(struct fixture *f)
+{
+    return (uint16_t *)&((struct vring_used *)(f->mem + OFF_USED))->ring[QSIZE];
+}
+
+static void
+test_vhost_event_idx_offered(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_reply r;
+    uint64_t v;
+
+    assert_int_equal(msg(&f->dev, VHOST_USER_GET_FEATURES, NULL, 0, -1, &r), 0);
+    memcpy(&v, r.payload, 8);
+    assert_true(v & (1ull << VIRTIO_RING_F_EVENT_IDX));
+    assert_false(v & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+}
+
+/* Signals follow used_event (with wrap), and NO_INTERRUPT is ignored. */
+static void
+test_vhost_event_idx_signal(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_queue *vq = start_queue_features(f, 1ull << VIRTIO_RING_F_EVENT_IDX);
+    struct vring_avail *a = (struct vring_avail *)(f->mem + OFF_AVAIL);
+
+    assert_true(vhost_queue_event_idx(vq));
+    a->flags = VRING_AVAIL_F_NO_INTERRUPT; /* must be ignored */
+    vq->signalled_used = vq->used_idx = 0xfffc;
+    assert_false(vhost_vring_need_signal(vq)); /* nothing new */
+    /* 0xfffc -> 0xfffe with used_event 0: not yet */
+    *fx_used_event(f) = 0;
+    vq->used_idx = 0xfffe;
+    assert_false(vhost_vring_need_signal(vq));
+    assert_int_equal(vq->signalled_used, 0xfffe); /* the window moves even without a signal */
+    /* 0xfffe -> 1 passes 0 */
+    vq->used_idx = 1;
+    assert_true(vhost_vring_need_signal(vq));
+    assert_int_equal(vq->signalled_used, 1);
+    /* used_event == the old index: the first push signals (QD1) */
+    *fx_used_event(f) = 1;
+    vq->used_idx = 2;
+    assert_true(vhost_vring_need_signal(vq));
+    /* an event far ahead: a spinning client gets nothing */
+    *fx_used_event(f) = 2 + 0x8000;
+    vq->used_idx = 300;
+    assert_false(vhost_vring_need_signal(vq));
+    /* a real batch through the engine: the signal comes once used passes used_event */
+    a->flags = 0;
+    vq->signalled_used = vq->used_idx = used_idx(f);
+    *fx_used_event(f) = (uint16_t)(used_idx(f) + 1);
+    put_request(f, VIRTIO_BLK_T_IN, 0, 512);
+    assert_int_equal(vhost_blk_process(vq, 8), 1);
+    run_until_completed(f, 1);
+    assert_false(vhost_vring_need_signal(vq)); /* one done, used_event wants two */
+    put_request(f, VIRTIO_BLK_T_IN, 8, 512);
+    assert_int_equal(vhost_blk_process(vq, 8), 1);
+    run_until_completed(f, 2);
+    assert_true(vhost_vring_need_signal(vq));
+}
+
+/* The push that passes used_event signals at once; the fenced check then has nothing left. */
+static void
+test_vhost_event_idx_early_signal(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_queue *vq = start_queue_features(f, 1ull << VIRTIO_RING_F_EVENT_IDX);
+
+    vq->signalled_used = vq->used_idx = 0xfffe;
+    *fx_used_event(f) = 0xffff; /* wake after the second completion */
+    vq->used_idx = 0xffff;
+    assert_false(vhost_vring_early_signal(vq));
+    assert_int_equal(vq->signalled_used, 0xfffe); /* no decision yet */
+    vq->used_idx = 0;
+    assert_true(vhost_vring_early_signal(vq));
+    assert_int_equal(vq->signalled_used, 0);
+    vq->used_idx = 3;
+    assert_false(vhost_vring_early_signal(vq));
+    assert_false(vhost_vring_need_signal(vq)); /* 0xffff was signalled already */
+    assert_int_equal(vq->signalled_used, 3);
+}
+
+/* Without EVENT_IDX the flag rules, and used_event is ignored. */
+static void
+test_vhost_event_idx_not_negotiated(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_queue *vq = start_queue(f);
+    struct vring_avail *a = (struct vring_avail *)(f->mem + OFF_AVAIL);
+
+    assert_false(vhost_queue_event_idx(vq));
+    *fx_used_event(f) = 1000;
+    vq->signalled_used = 0;
+    vq->used_idx = 3;
+    a->flags = VRING_AVAIL_F_NO_INTERRUPT;
+    assert_false(vhost_vring_need_signal(vq));
+    a->flags = 0;
+    assert_true(vhost_vring_need_signal(vq));
+    /* avail_event is never written */
+    *fx_avail_event(f) = 0x5555;
+    vq->last_avail = 7;
+    vhost_vring_set_no_notify(vq, false);
+    assert_int_equal(*fx_avail_event(f), 0x5555);
+}
+
+/* Wanting kicks publishes avail_event = last_avail; polling leaves it alone. */
+static void
+test_vhost_event_idx_avail_event(void **state)
+{
+    struct fixture *f = *state;
+    struct vhost_queue *vq = start_queue_features(f, 1ull << VIRTIO_RING_F_EVENT_IDX);
+    struct vring_used *u = (struct vring_used *)(f->mem + OFF_USED);
+
+    vq->last_avail = 0xffff;
+    vhost_vring_set_no_notify(vq, false);
+    assert_int_equal(*fx_avail_event(f), 0xffff);
+    assert_int_equal(u->flags, 0);
+    vq->last_avail = 5;
+    vhost_vring_set_no_notify(vq, true);
+    assert_int_equal(*fx_avail_event(f), 0xffff);
+    assert_int_equal(u->flags, VRING_USED_F_NO_NOTIFY);
+    vhost_vring_set_no_notify(vq, false);
+    assert_int_equal(*fx_avail_event(f), 5);
+}
+
 int
 main(void)
 {
@@ -505,6 +671,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_vhost_vring_pop_indirect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_blk_process_no_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_msg_queue_mask, setup, teardown),
+        cmocka_unit_test(test_vhost_need_event),
+        cmocka_unit_test_setup_teardown(test_vhost_event_idx_offered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_event_idx_signal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_event_idx_early_signal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_event_idx_not_negotiated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vhost_event_idx_avail_event, setup, teardown),
     };
     int rc;
 
