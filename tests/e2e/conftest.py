@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ioc_e2e import Iocd, stop_process
+from ioc_e2e import Iocd, stop_daemons, stop_process
 
 
 def pytest_configure(config):
@@ -34,22 +34,7 @@ def make_iocd(tmp_path, request):
 
     yield make
 
-    problems = []
-    for d in started:
-        if d.proc is None or d.stopped:
-            continue
-        if not d.alive():
-            problems.append(f"iocd (pid {d.pid}) died during the test: exit status "
-                            f"{d.proc.returncode}\n{d.log_tail()}")
-            d.stop()
-            continue
-        status, killed = d.stop()
-        if killed:
-            problems.append(f"iocd (pid {d.pid}) did not exit within 10 s of SIGTERM; "
-                            f"killed\n{d.log_tail()}")
-        elif status != 0:
-            problems.append(f"iocd (pid {d.pid}) exited with status {status} on SIGTERM "
-                            f"(expected 0)\n{d.log_tail()}")
+    problems = stop_daemons(started)
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 

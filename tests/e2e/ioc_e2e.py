@@ -326,6 +326,39 @@ class NbdError(Exception):
     pass
 
 
+
+def stop_daemons(daemons):
+    """Stop every iocd still running (SIGTERM by PID); the problems as text:
+    one that died during the test, or did not exit 0 within 10 s of SIGTERM."""
+    problems = []
+    for d in daemons:
+        if d.proc is None or d.stopped:
+            continue
+        if not d.alive():
+            problems.append(f"iocd (pid {d.pid}) died during the test: exit status "
+                            f"{d.proc.returncode}\n{d.log_tail()}")
+            d.stop()
+            continue
+        status, killed = d.stop()
+        if killed:
+            problems.append(f"iocd (pid {d.pid}) did not exit within 10 s of SIGTERM; "
+                            f"killed\n{d.log_tail()}")
+        elif status != 0:
+            problems.append(f"iocd (pid {d.pid}) exited with status {status} on SIGTERM "
+                            f"(expected 0)\n{d.log_tail()}")
+    return problems
+
+
+def start_on_port(d, port):
+    """Start iocd d with its NBD listener on `port` (a restarted node keeps its URI)."""
+    global free_port
+    saved = free_port
+    free_port = lambda: port  # noqa: E731 - Iocd.start() picks its port through this
+    try:
+        return d.start()
+    finally:
+        free_port = saved
+
 def recv_exact(s, n):
     buf = bytearray()
     while len(buf) < n:

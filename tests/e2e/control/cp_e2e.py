@@ -29,7 +29,7 @@ import urllib.request
 import pytest
 
 import ioc_e2e
-from ioc_e2e import BUILD, Iocd, free_port, run, stop_process
+from ioc_e2e import BUILD, Iocd, free_port, run, start_on_port, stop_daemons, stop_process
 
 
 class Etcd:
@@ -163,24 +163,6 @@ def write_errors(out):
 
 # ---- topologies ---------------------------------------------------------
 
-def _check_daemons(daemons):
-    """Stop every daemon still running; the problems (died, bad exit) as text."""
-    problems = []
-    for d in daemons:
-        if d.proc is None or d.stopped:
-            continue
-        if not d.alive():
-            problems.append(f"iocd (pid {d.pid}) died during the test: exit status "
-                            f"{d.proc.returncode}\n{d.log_tail()}")
-            d.stop()
-            continue
-        status_, killed = d.stop()
-        if killed or status_ != 0:
-            problems.append(f"iocd (pid {d.pid}) exit status {status_} on SIGTERM"
-                            f"{' (killed after 10 s)' if killed else ''}\n{d.log_tail()}")
-    return problems
-
-
 class Loopback:
     """etcd and the iocd nodes on 127.0.0.1."""
     name = "loopback"
@@ -198,20 +180,14 @@ class Loopback:
 
     def restart(self, old):
         """Start a killed node again in its workdir, on its old NBD port."""
-        d = Iocd(old.workdir, old.extra_args)
-        saved = ioc_e2e.free_port
-        ioc_e2e.free_port = lambda: old.port
-        try:
-            d.start()
-        finally:
-            ioc_e2e.free_port = saved
+        d = start_on_port(Iocd(old.workdir, old.extra_args), old.port)
         self.restarted.append(d)
         return d
 
     def close(self):
         """Every node first (make_iocd's too: they talk to etcd while stopping), then etcd."""
         try:
-            return _check_daemons(list(getattr(self.request.node, "ioc_daemons", [])) +
+            return stop_daemons(list(getattr(self.request.node, "ioc_daemons", [])) +
                                   self.restarted)
         finally:
             self.etcd.stop()
@@ -343,13 +319,7 @@ class Netns:
         return d.start()
 
     def restart(self, old):
-        d = NsIocd(old.workdir, old.extra_args, old.ns, old.addr)
-        saved = ioc_e2e.free_port
-        ioc_e2e.free_port = lambda: old.port
-        try:
-            d.start()
-        finally:
-            ioc_e2e.free_port = saved
+        d = start_on_port(NsIocd(old.workdir, old.extra_args, old.ns, old.addr), old.port)
         self.daemons.append(d)
         return d
 
@@ -363,7 +333,7 @@ class Netns:
 
     def close(self):
         try:
-            problems = _check_daemons(self.daemons)
+            problems = stop_daemons(self.daemons)
             if self.etcd is not None:
                 self.etcd.stop()
         finally:

@@ -65,15 +65,21 @@ def start(topo, names):
     return nodes
 
 
+def online_volume(topo, tmp_path, names="abc"):
+    """Nodes `names` (a runs the controller), a Pool each and Volume db Online.
+    Returns (nodes, each pool's used bytes before db, db's status)."""
+    nodes = start(topo, names)
+    iocctl(topo.etcd, "apply", "-f", "-", input=pools_manifest(tmp_path, names))
+    base = wait_for(lambda: (lambda u: u if all(v is not None for v in u.values()) and
+                             len(u) == len(names) else None)(pools_used(topo.etcd)),
+                    what="pool status")
+    iocctl(topo.etcd, "apply", "-f", "-", input=VOLUME)
+    return nodes, base, wait_for(lambda: phase_is(topo.etcd, "Online"), what="db Online")
+
+
 def test_delete_volume_frees_data_on_every_node(loop, tmp_path):
     etcd = loop.etcd
-    nodes = start(loop, "abc")
-    iocctl(etcd, "apply", "-f", "-", input=pools_manifest(tmp_path, "abc"))
-    base = wait_for(lambda: (lambda u: u if all(v is not None for v in u.values()) and
-                             len(u) == 3 else None)(pools_used(etcd)), what="pool status")
-
-    iocctl(etcd, "apply", "-f", "-", input=VOLUME)
-    st = wait_for(lambda: phase_is(etcd, "Online"), what="db Online")
+    nodes, base, st = online_volume(loop, tmp_path)
     uid = json.loads(etcd.range("/ioc/v1/volume/db")["/ioc/v1/volume/db"])["metadata"]["uid"]
     assert len(uid) == 32, uid
     for n, d in nodes.items():  # every replica carries its Volume's uid
@@ -96,12 +102,7 @@ def test_delete_volume_frees_data_on_every_node(loop, tmp_path):
 
 def test_delete_volume_with_a_node_down(loop, tmp_path):
     etcd = loop.etcd
-    nodes = start(loop, "abc")
-    iocctl(etcd, "apply", "-f", "-", input=pools_manifest(tmp_path, "abc"))
-    base = wait_for(lambda: (lambda u: u if all(v is not None for v in u.values()) and
-                             len(u) == 3 else None)(pools_used(etcd)), what="pool status")
-    iocctl(etcd, "apply", "-f", "-", input=VOLUME)
-    st = wait_for(lambda: phase_is(etcd, "Online"), what="db Online")
+    nodes, base, st = online_volume(loop, tmp_path)
     qemu_io(st["uri"], "write -P 0x3c 0 8M")
 
     kill9(nodes["c"])

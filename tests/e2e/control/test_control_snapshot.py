@@ -22,7 +22,7 @@ import time
 
 from cp_e2e import export_checksum, iocctl, phase_is, status, wait_for
 from ioc_e2e import BUILD, MiB, need, qemu_io, run
-from test_control_delete import VOLUME, holds_nothing, pools_manifest, pools_used, records, start
+from test_control_delete import holds_nothing, online_volume, pools_used, records
 
 SIZE = 64 << 20
 
@@ -48,12 +48,7 @@ spec: {{volume: db}}
 def test_snapshot_crash_consistent_and_deleted(loop, tmp_path, procs):
     qemu_img = need("qemu-img")
     etcd = loop.etcd
-    nodes = start(loop, "abc")
-    iocctl(etcd, "apply", "-f", "-", input=pools_manifest(tmp_path, "abc"))
-    base = wait_for(lambda: (lambda u: u if all(v is not None for v in u.values()) and
-                             len(u) == 3 else None)(pools_used(etcd)), what="pool status")
-    iocctl(etcd, "apply", "-f", "-", input=VOLUME)
-    st = wait_for(lambda: phase_is(etcd, "Online"), what="db Online")
+    nodes, base, st = online_volume(loop, tmp_path)
     uri = st["uri"]
     qemu_io(uri, "write -P 0xaa 0 4M", "write -P 0xa1 40M 1M")
 
