@@ -254,16 +254,6 @@ apply_validate_ctx(const char *file, json_t *docs, const struct ioc_resource_ctx
     return 0;
 }
 
-static void
-now_rfc3339(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* json_equal() is false when either is NULL; absent labels equal absent labels. */
 static bool
 same_labels(json_t *a, json_t *b)
@@ -334,7 +324,7 @@ apply_write(struct ioc_etcd *e, json_t *norm, const struct ioc_resource_ctx *sto
     if (json_array_size(norm) > IOC_ARRAY_SIZE(ops)) {
         return cl_error("apply: at most %zu documents at once", IOC_ARRAY_SIZE(ops));
     }
-    now_rfc3339(ts, sizeof(ts));
+    ioc_resource_timestamp(ts, sizeof(ts));
     json_array_foreach(norm, i, n) {
         ioc_resource_kind(n, &kind);
         json_t *have = json_object_get(kind == IOC_KIND_POOL ? stored->pools
@@ -1095,7 +1085,7 @@ delete_with_tombstone(struct ioc_etcd *e, enum ioc_kind kind, const char *name)
         st = gst;
     }
     free(gtext);
-    now_rfc3339(ts, sizeof(ts));
+    ioc_resource_timestamp(ts, sizeof(ts));
     if (kind == IOC_KIND_VOLUME) {
         volume_snapshots(snaps, name, list, sizeof(list));
         if (list[0] != '\0') {

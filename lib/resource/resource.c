@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/resource/resource.h"
 #include "lib/size.h"
@@ -29,6 +30,16 @@
 static const char *const g_kind_names[IOC_KIND_COUNT] = {"Node", "Pool", "Volume", "Snapshot"};
 static const char *const g_kind_keys[IOC_KIND_COUNT] = {"node", "pool", "volume", "snapshot"};
 static const char *const g_protocols[] = {"nbd", "iscsi", "nvmf", "vhost"};
+
+void
+ioc_resource_timestamp(char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
 
 const char *
 ioc_kind_name(enum ioc_kind kind)

@@ -56,6 +56,9 @@ enum ioc_kind {
 /** "Node"... for a kind; NULL when out of range. */
 const char *ioc_kind_name(enum ioc_kind kind);
 
+/** Now, as the RFC 3339 UTC text resources carry ("2026-11-26T17:14:00Z"); len >= 21. */
+void ioc_resource_timestamp(char *buf, size_t len);
+
 /** "node"... (the etcd key segment). */
 const char *ioc_kind_key(enum ioc_kind kind);
 

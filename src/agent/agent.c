@@ -173,16 +173,6 @@ agent_put(struct agent *a, const char *key, json_t *value, int64_t lease)
     json_decref(value);
 }
 
-static void
-agent_timestamp(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static json_t *
 agent_labels(const char *spec)
 {
@@ -214,7 +204,7 @@ agent_register(struct agent *a)
         IOC_WARN("agent", "node %s: cannot register: %s", a->opts.node, err.msg);
         return rc;
     }
-    agent_timestamp(ts, sizeof(ts));
+    ioc_resource_timestamp(ts, sizeof(ts));
     node = json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:{s:[s], s:s}}", "apiVersion",
                      IOC_API_VERSION, "kind", "Node", "metadata", "name", a->opts.node,
                      "creationTimestamp", ts, "labels", agent_labels(a->opts.labels), "spec",

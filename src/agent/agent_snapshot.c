@@ -47,16 +47,6 @@
 #define TAKE_WAIT_MS 8000  /* how long the replicas' reports are awaited (< QUIESCE_MS) */
 #define TAKE_STALE_S 30    /* a take still `taking` after this was interrupted */
 
-static void
-snap_timestamp(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int
 snap_put(struct agent *a, const char *key, json_t *value)
 {
@@ -225,7 +215,7 @@ snap_orchestrate(struct agent *a, const char *snap, const char *vol, json_t *vst
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    snap_timestamp(ts, sizeof(ts));
+    ioc_resource_timestamp(ts, sizeof(ts));
     snprintf(key, sizeof(key), IOC_KEY_SNAP_TAKE "%s", snap);
     take = json_pack("{s:s, s:s, s:O, s:O, s:s, s:O}", "volume", vol, "state", "taking",
                      "nodes", nodes, "pools", pools, "creationTime", ts, "generation",
@@ -283,7 +273,7 @@ snap_single(struct agent *a, const char *snap, const char *vol, json_t *vst)
         return;
     }
     rc = snap_local(a, vol, snap, json_string_value(json_object_get(r, "pool")) ?: "", &err);
-    snap_timestamp(ts, sizeof(ts));
+    ioc_resource_timestamp(ts, sizeof(ts));
     snprintf(key, sizeof(key), IOC_KEY_SNAP_TAKE "%s", snap);
     snap_put(a, key, json_pack("{s:s, s:s, s:[s], s:{s:O}, s:s, s:s}", "volume", vol, "state",
                                rc == 0 ? "taken" : "failed", "nodes", a->opts.node, "pools",

@@ -183,15 +183,12 @@ status_event(json_t *st, const char *reason, const char *fmt, ...)
 {
     json_t *events = json_object_get(st, "events");
     char msg[256], ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    ioc_resource_timestamp(ts, sizeof(ts));
     if (!json_is_array(events)) {
         events = json_array();
         json_object_set_new(st, "events", events);

@@ -120,11 +120,10 @@ pool_vd(struct ioc_pool *pool, const struct pool_vol *vol)
     return &pool->meta->vt[vol->id - 1];
 }
 
-void
-pool_dirty_vt(struct ioc_pool *pool, uint32_t id)
+/* Metadata page p goes into the next commit. */
+static void
+pool_dirty_page(struct ioc_pool *pool, uint32_t p)
 {
-    uint32_t p = (uint32_t)((id - 1) / IOC_POOL_VT_PER_PAGE);
-
     if (!pool->dirty[p]) {
         pool->dirty[p] = 1;
         pool->ndirty++;
@@ -132,14 +131,15 @@ pool_dirty_vt(struct ioc_pool *pool, uint32_t id)
 }
 
 void
+pool_dirty_vt(struct ioc_pool *pool, uint32_t id)
+{
+    pool_dirty_page(pool, (uint32_t)((id - 1) / IOC_POOL_VT_PER_PAGE));
+}
+
+void
 pool_dirty_ct(struct ioc_pool *pool, uint32_t cluster)
 {
-    uint32_t p = pool->meta->sb.vt_pages + (uint32_t)(cluster / IOC_POOL_CT_PER_PAGE);
-
-    if (!pool->dirty[p]) {
-        pool->dirty[p] = 1;
-        pool->ndirty++;
-    }
+    pool_dirty_page(pool, pool->meta->sb.vt_pages + (uint32_t)(cluster / IOC_POOL_CT_PER_PAGE));
 }
 
 /* ---- allocator ---- */
@@ -397,10 +397,7 @@ commit_end(struct ioc_pool *pool, int rc)
         IOC_ERR("pool", "pool %s: metadata commit %llu failed: %s", pool->name,
                 (unsigned long long)cm->seq, strerror(-rc));
         for (uint32_t i = 0; i < cm->npages; i++) {
-            if (!pool->dirty[cm->pages[i]]) {
-                pool->dirty[cm->pages[i]] = 1;
-                pool->ndirty++;
-            }
+            pool_dirty_page(pool, cm->pages[i]);
         }
         for (size_t i = 0; i < cm->nquar; i++) {
             if (pool_quar_push(pool, cm->quar[i]) < 0) {
@@ -624,8 +621,7 @@ pool_build(struct ioc_bdev **base, struct ioc_pool_meta **meta, const char *name
     /* The next commit reuses the seq of a commit cut short: rewrite those slots in it. */
     for (uint32_t p = 0; p < m->n_pages; p++) {
         if (m->page_uncommitted[p]) {
-            pool->dirty[p] = 1;
-            pool->ndirty++;
+            pool_dirty_page(pool, p);
         }
     }
     rc = pool_vols_build(pool, err);
