@@ -91,16 +91,6 @@ int vblk_queue_init_private(struct vblk_queue *q);
 void vblk_queue_fini_private(struct vblk_queue *q);
 
 /*
- * virtio's vring_need_event: whether the event index ev was passed when an
- * index moved from old to new (u16, wrapping), i.e. ev in [old, new).
- */
-static inline bool
-vblk_need_event(uint16_t ev, uint16_t new_idx, uint16_t old)
-{
-    return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
-}
-
-/*
  * used_event for a sleep with `inflight` requests outstanding: wake after
  * about half of them completed, and after the first when there are fewer
  * than 4 (a QD1 request is always signalled).

@@ -24,7 +24,7 @@
  * flags are ignored by both sides and replaced by event indexes (virtio 1.x
  * 2.7.7, 2.7.10). Kicks: after publishing avail->idx (old -> new), fence,
  * read avail_event (after used->ring[size]) and kick only if
- * vblk_need_event(avail_event, new, old): a polling backend leaves it behind
+ * vring_need_event(avail_event, new, old): a polling backend leaves it behind
  * and gets no kicks, a sleeping one set it to where it stopped. Signals: the
  * backend signals when used->idx passes used_event (after avail->ring[size]),
  * which stands in for NO_INTERRUPT:
@@ -298,7 +298,7 @@ vblk_queue_kick(struct vblk_queue *q)
     q->kicked_idx = q->avail_idx;
     atomic_thread_fence(memory_order_seq_cst);
     if (q->event_idx) {
-        if (!vblk_need_event(__atomic_load_n(avail_event_ptr(q), __ATOMIC_RELAXED),
+        if (!vring_need_event(__atomic_load_n(avail_event_ptr(q), __ATOMIC_RELAXED),
                              q->avail_idx, old)) {
             return 0;
         }

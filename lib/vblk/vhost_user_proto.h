@@ -10,6 +10,7 @@
 #ifndef IOC_LIB_VBLK_VHOST_USER_PROTO_H
 #define IOC_LIB_VBLK_VHOST_USER_PROTO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -213,5 +214,17 @@ struct virtio_blk_config {
     uint8_t unused1[3];
 } __attribute__((packed));
 _Static_assert(sizeof(struct virtio_blk_config) == 60, "virtio-blk config");
+
+/*
+ * virtio's vring_need_event (VIRTIO_RING_F_EVENT_IDX): whether the event
+ * index ev was passed when an index moved from old to new (u16, wrapping),
+ * i.e. ev in [old, new). The driver (libvblk) and the device (iocd) both
+ * decide notifications with it.
+ */
+static inline bool
+vring_need_event(uint16_t ev, uint16_t new_idx, uint16_t old)
+{
+    return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
+}
 
 #endif

@@ -178,16 +178,6 @@ bool vhost_queue_ready(const struct vhost_queue *vq);
 
 /* ---- vhost_vring.c ---- */
 
-/**
- * virtio's vring_need_event: whether an event index ev was passed when an
- * index moved from old to new (all u16, wrapping): ev in [old, new).
- */
-static inline bool
-vhost_need_event(uint16_t ev, uint16_t new_idx, uint16_t old)
-{
-    return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
-}
-
 static inline bool
 vhost_queue_event_idx(const struct vhost_queue *vq)
 {

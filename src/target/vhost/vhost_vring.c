@@ -191,7 +191,7 @@ vhost_vring_need_signal(struct vhost_queue *vq)
         uint16_t ev = __atomic_load_n(vhost_vring_used_event(vq), __ATOMIC_RELAXED);
 
         vq->signalled_used = vq->used_idx;
-        return vhost_need_event(ev, vq->used_idx, old);
+        return vring_need_event(ev, vq->used_idx, old);
     }
     if (__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) & VRING_AVAIL_F_NO_INTERRUPT) {
         return false;
@@ -205,7 +205,7 @@ vhost_vring_early_signal(struct vhost_queue *vq)
 {
     uint16_t ev = __atomic_load_n(vhost_vring_used_event(vq), __ATOMIC_RELAXED);
 
-    if (!vhost_need_event(ev, vq->used_idx, vq->signalled_used)) {
+    if (!vring_need_event(ev, vq->used_idx, vq->signalled_used)) {
         return false;
     }
     vq->signalled_used = vq->used_idx;

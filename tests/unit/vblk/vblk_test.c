@@ -286,20 +286,20 @@ static void
 test_vblk_need_event(void **state)
 {
     (void)state;
-    assert_true(vblk_need_event(0, 1, 0));
-    assert_false(vblk_need_event(1, 1, 0));
-    assert_true(vblk_need_event(10, 20, 10));
-    assert_true(vblk_need_event(19, 20, 10));
-    assert_false(vblk_need_event(20, 20, 10));
-    assert_false(vblk_need_event(9, 20, 10));
-    assert_false(vblk_need_event(3, 3, 3));
+    assert_true(vring_need_event(0, 1, 0));
+    assert_false(vring_need_event(1, 1, 0));
+    assert_true(vring_need_event(10, 20, 10));
+    assert_true(vring_need_event(19, 20, 10));
+    assert_false(vring_need_event(20, 20, 10));
+    assert_false(vring_need_event(9, 20, 10));
+    assert_false(vring_need_event(3, 3, 3));
     /* wrap */
-    assert_true(vblk_need_event(0xffff, 1, 0xfff0));
-    assert_true(vblk_need_event(0, 1, 0xfff0));
-    assert_true(vblk_need_event(0xfff0, 1, 0xfff0));
-    assert_false(vblk_need_event(1, 1, 0xfff0));
-    assert_false(vblk_need_event(0xffef, 1, 0xfff0));
-    assert_false(vblk_need_event((uint16_t)(0xfff0 + 0x8000), 0x0100, 0xfff0));
+    assert_true(vring_need_event(0xffff, 1, 0xfff0));
+    assert_true(vring_need_event(0, 1, 0xfff0));
+    assert_true(vring_need_event(0xfff0, 1, 0xfff0));
+    assert_false(vring_need_event(1, 1, 0xfff0));
+    assert_false(vring_need_event(0xffef, 1, 0xfff0));
+    assert_false(vring_need_event((uint16_t)(0xfff0 + 0x8000), 0x0100, 0xfff0));
     /* the sleep's used_event: after about half, never later than the first for QD <= 3 */
     assert_int_equal(vblk_sleep_used_event(100, 0), 100);
     assert_int_equal(vblk_sleep_used_event(100, 1), 100);
@@ -406,7 +406,7 @@ event_device_run(void *arg)
         device_complete(d->q, (uint16_t)(d->q->used->idx), VIRTIO_BLK_S_OK);
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (vblk_need_event(d->seen_used_event, d->q->used->idx, old)) {
+    if (vring_need_event(d->seen_used_event, d->q->used->idx, old)) {
         assert_int_equal(write(d->q->call_fd, &one, sizeof(one)), 8);
     }
     return NULL;

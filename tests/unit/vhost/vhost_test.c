@@ -495,25 +495,25 @@ test_vhost_need_event(void **state)
 {
     (void)state;
     /* ev in [old, new) */
-    assert_true(vhost_need_event(5, 6, 5));
-    assert_false(vhost_need_event(6, 6, 5));
-    assert_false(vhost_need_event(4, 6, 5));
-    assert_true(vhost_need_event(10, 20, 10));
-    assert_true(vhost_need_event(19, 20, 10));
-    assert_false(vhost_need_event(20, 20, 10));
-    assert_false(vhost_need_event(9, 20, 10));
-    assert_false(vhost_need_event(7, 7, 7)); /* nothing moved */
+    assert_true(vring_need_event(5, 6, 5));
+    assert_false(vring_need_event(6, 6, 5));
+    assert_false(vring_need_event(4, 6, 5));
+    assert_true(vring_need_event(10, 20, 10));
+    assert_true(vring_need_event(19, 20, 10));
+    assert_false(vring_need_event(20, 20, 10));
+    assert_false(vring_need_event(9, 20, 10));
+    assert_false(vring_need_event(7, 7, 7)); /* nothing moved */
     /* wrap-around: old near 65535, new past 0 */
-    assert_true(vhost_need_event(0xfffe, 2, 0xfffe));
-    assert_true(vhost_need_event(0xffff, 2, 0xfffe));
-    assert_true(vhost_need_event(0, 2, 0xfffe));
-    assert_true(vhost_need_event(1, 2, 0xfffe));
-    assert_false(vhost_need_event(2, 2, 0xfffe));
-    assert_false(vhost_need_event(0xfffd, 2, 0xfffe));
-    assert_false(vhost_need_event(0x8000, 2, 0xfffe));
+    assert_true(vring_need_event(0xfffe, 2, 0xfffe));
+    assert_true(vring_need_event(0xffff, 2, 0xfffe));
+    assert_true(vring_need_event(0, 2, 0xfffe));
+    assert_true(vring_need_event(1, 2, 0xfffe));
+    assert_false(vring_need_event(2, 2, 0xfffe));
+    assert_false(vring_need_event(0xfffd, 2, 0xfffe));
+    assert_false(vring_need_event(0x8000, 2, 0xfffe));
     /* an event index far ahead (a spinning client) is never passed */
-    assert_false(vhost_need_event((uint16_t)(100 + 0x8000), 356, 100));
-    assert_false(vhost_need_event((uint16_t)(0xff00 + 0x8000), 0x0100, 0xff00));
+    assert_false(vring_need_event((uint16_t)(100 + 0x8000), 356, 100));
+    assert_false(vring_need_event((uint16_t)(0xff00 + 0x8000), 0x0100, 0xff00));
 }
 
 static uint16_t *
