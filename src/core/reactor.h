@@ -196,6 +196,13 @@ void ioc_timer_cancel(struct ioc_timer **t);
 /** Monotonic time in ns (cached per iteration would be stale; this is clock_gettime). */
 uint64_t ioc_now_ns(void);
 
+/**
+ * The time the calling reactor's current iteration began (ioc_now_ns() off a
+ * reactor thread): for pollers that judge idleness in microseconds and would
+ * otherwise read the clock once more per iteration. At most one iteration old.
+ */
+uint64_t ioc_reactor_iter_ns(void);
+
 /** Snapshot of the reactor's statistics. */
 void ioc_reactor_get_stats(const struct ioc_reactor *r, struct ioc_reactor_stats *out);
 

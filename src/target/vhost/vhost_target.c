@@ -242,7 +242,7 @@ queue_poll(void *arg)
     if (!queue_broken(vq)) {
         n = vhost_blk_process(vq, vq->num);
     }
-    now = ioc_now_ns();
+    now = ioc_reactor_iter_ns(); /* the window is tens of us: the iteration's start will do */
     if (n > 0) {
         vq->last_work_ns = now;
         return IOC_POLL_BUSY;
