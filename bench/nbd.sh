@@ -23,6 +23,9 @@
 #   IOCD_CORES="1"   iocd variants to run ("1 2" adds iocd-c2, ~20% longer)
 #   SYSTEMS="raw iocd nbdkit qemu-nbd qsd"
 #   SIZE_MIB=1024    file size
+#   FOLIOS=small     the file's page cache in 4 KiB folios (keep_resident.py
+#                    --small-folios); "kernel" keeps the kernel's large folios,
+#                    where 4k random writes measure ext4's folio walk, not servers
 #   BENCH_DIR=/var/tmp/ioc-bench   file, logs, fio JSON, table
 #   PORT0=10950      first TCP port used
 #   IOC_BUILD=DIR    use the iocd/iocctl in DIR as built (default: `make build`, build/)
@@ -36,6 +39,7 @@ REPEATS=${REPEATS:-3}
 IOCD_CORES=${IOCD_CORES:-1}
 SYSTEMS=${SYSTEMS:-"raw iocd nbdkit qemu-nbd qsd"}
 SIZE_MIB=${SIZE_MIB:-1024}
+FOLIOS=${FOLIOS:-small}
 WORK=${BENCH_DIR:-/var/tmp/ioc-bench}
 PORT0=${PORT0:-10950}
 PY=/usr/bin/python3
@@ -70,12 +74,15 @@ if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" != $((SIZE_MIB << 20)) ]; the
     dd if=/dev/urandom of="$FILE" bs=1M count="$SIZE_MIB" status=none
 fi
 
-# Hold the file in the page cache; wait until it is all there.
-$PY bench/keep_resident.py "$FILE" 2>"$WORK/keep_resident.log" &
+# Hold the file in the page cache (in 4 KiB folios unless FOLIOS=kernel, see
+# keep_resident.py); wait until it is all there and locked.
+KEEP_ARGS=()
+[ "$FOLIOS" = kernel ] || KEEP_ARGS=(--small-folios)
+$PY bench/keep_resident.py "${KEEP_ARGS[@]}" "$FILE" 2>"$WORK/keep_resident.log" &
 PIDS+=($!)
-for _ in $(seq 300); do
+for _ in $(seq 1200); do
     res=$(fincore --bytes --noheadings --output RES "$FILE")
-    [ "$res" -ge $((SIZE_MIB << 20)) ] && break
+    [ "$res" -ge $((SIZE_MIB << 20)) ] && grep -q "large folios" "$WORK/keep_resident.log" && break
     sleep 0.1
 done
 cat "$WORK/keep_resident.log"
