@@ -490,32 +490,6 @@ test_vhost_msg_queue_mask(void **state)
 
 /* ------------------------------------------------------------ EVENT_IDX */
 
-static void
-test_vhost_need_event(void **state)
-{
-    (void)state;
-    /* ev in [old, new) */
-    assert_true(vring_need_event(5, 6, 5));
-    assert_false(vring_need_event(6, 6, 5));
-    assert_false(vring_need_event(4, 6, 5));
-    assert_true(vring_need_event(10, 20, 10));
-    assert_true(vring_need_event(19, 20, 10));
-    assert_false(vring_need_event(20, 20, 10));
-    assert_false(vring_need_event(9, 20, 10));
-    assert_false(vring_need_event(7, 7, 7)); /* nothing moved */
-    /* wrap-around: old near 65535, new past 0 */
-    assert_true(vring_need_event(0xfffe, 2, 0xfffe));
-    assert_true(vring_need_event(0xffff, 2, 0xfffe));
-    assert_true(vring_need_event(0, 2, 0xfffe));
-    assert_true(vring_need_event(1, 2, 0xfffe));
-    assert_false(vring_need_event(2, 2, 0xfffe));
-    assert_false(vring_need_event(0xfffd, 2, 0xfffe));
-    assert_false(vring_need_event(0x8000, 2, 0xfffe));
-    /* an event index far ahead (a spinning client) is never passed */
-    assert_false(vring_need_event((uint16_t)(100 + 0x8000), 356, 100));
-    assert_false(vring_need_event((uint16_t)(0xff00 + 0x8000), 0x0100, 0xff00));
-}
-
 static uint16_t *
 fx_used_event(struct fixture *f)
 {
@@ -671,7 +645,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_vhost_vring_pop_indirect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_blk_process_no_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_msg_queue_mask, setup, teardown),
-        cmocka_unit_test(test_vhost_need_event),
         cmocka_unit_test_setup_teardown(test_vhost_event_idx_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_event_idx_signal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vhost_event_idx_early_signal, setup, teardown),
