@@ -41,11 +41,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cpu_contention.h"
 #include "core/log.h"
 #include "core/reactor.h"
 
 #define REACTOR_DEFAULT_ENTRIES 1024
-#define REACTOR_DEFAULT_SPIN_MAX_NS 4000ull
+#define REACTOR_DEFAULT_SPIN_MAX_NS 32000ull
+#define REACTOR_CONTENDED_SPIN_MAX_NS 4000ull
 #define REACTOR_MAX_DEFER_ROUNDS 64
 #define REACTOR_MAX_REACTORS 256
 #define REACTOR_DRAIN_TIMEOUT_NS 2000000000ull
@@ -81,8 +83,10 @@ struct ioc_reactor {
     bool ring_ready;
     bool defer_taskrun;
     enum ioc_poll_mode mode;
-    uint64_t spin_max_ns;
+    uint64_t spin_max_ns;    /* the cap while the reactor has its CPU to itself */
+    uint64_t spin_cap_ns;    /* the cap in force: spin_max_ns, or less when contended */
     uint64_t spin_window_ns;
+    struct ioc_cpu_contention contention;
     uint64_t last_busy_ns;
     bool was_idle;
     uint64_t iter_ns;      /* start of the current iteration (one clock read each) */
@@ -203,6 +207,9 @@ ioc_reactor_get_stats(const struct ioc_reactor *r, struct ioc_reactor_stats *out
 {
     *out = r->stats;
     out->spin_window_ns = r->spin_window_ns;
+    out->spin_cap_ns = r->spin_cap_ns;
+    out->contention_samples = r->contention.samples;
+    out->contended_samples = r->contention.contended_samples;
 }
 
 void
@@ -574,17 +581,37 @@ reactor_next_deadline(struct ioc_reactor *r, uint64_t now)
 /* ---- the loop ---- */
 
 /*
- * Adapt the spin window when work shows up after `gap` ns of idleness.
- * Short gaps: spinning would have caught the work without a wake-up, so widen
- * the window to twice the gap (capped). Long gaps: halve it, towards sleeping.
+ * The spin cap in force. Spinning through a gap saves a sleep and a wake-up
+ * but holds the CPU for the whole gap: worth it while the reactor has its CPU
+ * to itself (on the 2-vCPU VM a 30 us cap cut the QD1 latency by a fifth),
+ * harmful when other threads wait for it (a 20 us cap cost a shared VM a
+ * tenth of its QD32 IOPS, docs/reactor.md). The run-queue delay tells which.
+ */
+static uint64_t
+reactor_spin_cap(struct ioc_reactor *r, uint64_t now)
+{
+    bool contended = ioc_cpu_contention_check(&r->contention, now);
+
+    r->spin_cap_ns = contended ? IOC_MIN(r->spin_max_ns, REACTOR_CONTENDED_SPIN_MAX_NS)
+                               : r->spin_max_ns;
+    return r->spin_cap_ns;
+}
+
+/*
+ * Adapt the spin window when work shows up at `now` after `gap` ns of
+ * idleness. Short gaps: spinning would have caught the work without a
+ * wake-up, so widen the window to twice the gap (capped). Long gaps: halve
+ * it, towards sleeping.
  */
 static void
-reactor_adapt_window(struct ioc_reactor *r, uint64_t gap)
+reactor_adapt_window(struct ioc_reactor *r, uint64_t now, uint64_t gap)
 {
-    if (gap <= r->spin_max_ns) {
-        r->spin_window_ns = IOC_MIN(r->spin_max_ns, IOC_MAX(r->spin_window_ns, 2 * gap));
+    uint64_t cap = reactor_spin_cap(r, now);
+
+    if (gap <= cap) {
+        r->spin_window_ns = IOC_MIN(cap, IOC_MAX(r->spin_window_ns, 2 * gap));
     } else {
-        r->spin_window_ns /= 2;
+        r->spin_window_ns = IOC_MIN(cap, r->spin_window_ns / 2);
     }
 }
 
@@ -692,7 +719,7 @@ reactor_iterate(struct ioc_reactor *r, bool may_sleep)
     r->iter_busy = busy;
     if (busy) {
         if (r->was_idle) {
-            reactor_adapt_window(r, start - r->last_busy_ns);
+            reactor_adapt_window(r, start, start - r->last_busy_ns);
             r->was_idle = false;
         }
         r->stats.busy_iterations++;
@@ -787,6 +814,7 @@ reactor_free(struct ioc_reactor *r)
     if (r->event_fd >= 0) {
         close(r->event_fd);
     }
+    ioc_cpu_contention_fini(&r->contention);
     while (r->pollers != NULL) {
         struct ioc_poller *p = r->pollers;
         r->pollers = p->next;
@@ -818,6 +846,7 @@ reactor_alloc(unsigned id, const struct ioc_reactor_opts *opts)
     }
     r->id = id;
     r->event_fd = -1;
+    r->contention.fd = -1;
     r->defer_tail = &r->defer_head;
     r->mode = opts != NULL ? opts->mode : IOC_POLL_MODE_ADAPTIVE;
     r->spin_max_ns = (opts != NULL && opts->spin_max_ns != 0) ? opts->spin_max_ns
@@ -846,6 +875,9 @@ reactor_setup_on_thread(struct ioc_reactor *r, const struct ioc_reactor_opts *op
     }
     t_reactor = r;
     r->last_busy_ns = ioc_now_ns();
+    /* Without schedstat the reactor counts as contended: the small cap, as before. */
+    (void)ioc_cpu_contention_init(&r->contention, r->last_busy_ns);
+    r->spin_cap_ns = reactor_spin_cap(r, r->last_busy_ns);
     reactor_event_arm(r);
     return 0;
 }

@@ -81,6 +81,9 @@ struct ioc_reactor_stats {
     uint64_t busy_ns;       /* time in iterations that did work */
     uint64_t idle_ns;       /* time spinning without work or sleeping */
     uint64_t spin_window_ns;/* the current adaptive window */
+    uint64_t spin_cap_ns;   /* the window's cap in force (lower while contended) */
+    uint64_t contention_samples; /* run-queue delay samples judged */
+    uint64_t contended_samples;  /* ... of which showed the CPU contended */
     uint64_t inflight;      /* SQEs submitted and not yet completed */
 };
 
@@ -96,7 +99,8 @@ struct ioc_reactor_opts {
     unsigned count;             /* number of reactor threads, >= 1 (start only) */
     unsigned ring_entries;      /* SQ size per ring; 0 = default 1024 */
     enum ioc_poll_mode mode;
-    uint64_t spin_max_ns;       /* cap of the adaptive spin window; 0 = default */
+    uint64_t spin_max_ns;       /* cap of the adaptive spin window while the reactor has
+                                   its CPU to itself (contended: at most 4 us); 0 = 32 us */
     bool pin_cpus;              /* pin reactor i to cpu i % ncpu */
 };
 

@@ -34,6 +34,11 @@ rpc_reactor_stats(json_t *params, json_t **result, struct ioc_err *err)
         json_object_set_new(o, "busy_ns", json_integer((json_int_t)st.busy_ns));
         json_object_set_new(o, "idle_ns", json_integer((json_int_t)st.idle_ns));
         json_object_set_new(o, "spin_window_ns", json_integer((json_int_t)st.spin_window_ns));
+        json_object_set_new(o, "spin_cap_ns", json_integer((json_int_t)st.spin_cap_ns));
+        json_object_set_new(o, "contention_samples",
+                            json_integer((json_int_t)st.contention_samples));
+        json_object_set_new(o, "contended_samples",
+                            json_integer((json_int_t)st.contended_samples));
         json_object_set_new(o, "inflight", json_integer((json_int_t)st.inflight));
         json_array_append_new(arr, o);
     }

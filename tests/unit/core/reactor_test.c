@@ -1,6 +1,7 @@
 /*
  * Unit tests for core/reactor.c: deferred calls, messages, timers, pollers,
- * io_uring requests, and the threaded reactors with adaptive polling.
+ * io_uring requests, the threaded reactors with adaptive polling, and the
+ * run-queue delay watcher (core/cpu_contention.c) that sets the spin cap.
  */
 #include "ioc/common.h"
 
@@ -10,9 +11,12 @@
 #include <stdatomic.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/cpu_contention.h"
 #include "core/reactor.h"
 
 static struct ioc_reactor *g_r;
@@ -222,6 +226,89 @@ test_ioc_poll_mode_parse_names(void **state)
     assert_string_equal(ioc_poll_mode_name(IOC_POLL_MODE_SLEEP), "sleep");
 }
 
+static void
+test_ioc_schedstat_parse_fields(void **state)
+{
+    uint64_t cpu = 0;
+    uint64_t delay = 0;
+
+    (void)state;
+    assert_int_equal(ioc_schedstat_parse("208479646 23258382 867\n", &cpu, &delay), 0);
+    assert_true(cpu == 208479646);
+    assert_true(delay == 23258382);
+    assert_int_equal(ioc_schedstat_parse("12\n", &cpu, &delay), -EINVAL);
+    assert_int_equal(ioc_schedstat_parse("", &cpu, &delay), -EINVAL);
+    assert_int_equal(ioc_schedstat_parse("x 1 2", &cpu, &delay), -EINVAL);
+}
+
+static void
+test_ioc_contention_judge_threshold(void **state)
+{
+    (void)state;
+    /* Quiet machine, reactor spinning at QD1: 0.3% of its wanted time waiting. */
+    assert_int_equal(ioc_contention_judge(9000000, 27000), 0);
+    /* A CPU-bound process beside it: more than half. */
+    assert_int_equal(ioc_contention_judge(4000000, 5000000), 1);
+    assert_int_equal(ioc_contention_judge(9000000, 1000000), 1); /* exactly 10% */
+    assert_int_equal(ioc_contention_judge(9100000, 1000000), 0);
+    /* Mostly asleep: too little to judge either way. */
+    assert_int_equal(ioc_contention_judge(100000, 800000), -1);
+}
+
+static void
+test_ioc_cpu_contention_unknown_counts_as_contended(void **state)
+{
+    struct ioc_cpu_contention c = {.fd = -1};
+
+    (void)state;
+    assert_true(ioc_cpu_contention_check(&c, ioc_now_ns()));
+    ioc_cpu_contention_fini(&c);
+}
+
+static atomic_bool g_hog_stop;
+
+static void *
+hog_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_hog_stop)) {
+    }
+    return NULL;
+}
+
+/* Two busy threads pinned to one CPU: each waits about half the time. */
+static void
+test_ioc_cpu_contention_sees_a_thread_sharing_the_cpu(void **state)
+{
+    struct ioc_cpu_contention c;
+    cpu_set_t one;
+    cpu_set_t saved;
+    pthread_t hog;
+    uint64_t start;
+    bool contended = false;
+
+    (void)state;
+    assert_int_equal(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    atomic_store(&g_hog_stop, false);
+    /* The hog inherits the affinity of its creator. */
+    assert_int_equal(pthread_create(&hog, NULL, hog_thread, NULL), 0);
+    assert_int_equal(ioc_cpu_contention_init(&c, ioc_now_ns()), 0);
+    start = ioc_now_ns();
+    while (!contended && ioc_now_ns() - start < 2000000000ull) {
+        contended = ioc_cpu_contention_check(&c, ioc_now_ns());
+    }
+    atomic_store(&g_hog_stop, true);
+    pthread_join(hog, NULL);
+    assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+    assert_true(contended);
+    assert_true(c.contended_samples > 0);
+    ioc_cpu_contention_fini(&c);
+    assert_int_equal(c.fd, -1);
+}
+
 int
 main(void)
 {
@@ -238,6 +325,10 @@ main(void)
                                         setup_local, teardown_local),
         cmocka_unit_test(test_ioc_reactors_start_messages_and_sleep),
         cmocka_unit_test(test_ioc_poll_mode_parse_names),
+        cmocka_unit_test(test_ioc_schedstat_parse_fields),
+        cmocka_unit_test(test_ioc_contention_judge_threshold),
+        cmocka_unit_test(test_ioc_cpu_contention_unknown_counts_as_contended),
+        cmocka_unit_test(test_ioc_cpu_contention_sees_a_thread_sharing_the_cpu),
     };
 
     return cmocka_run_group_tests_name("reactor", tests, NULL, NULL);
