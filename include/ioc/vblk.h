@@ -47,7 +47,7 @@ struct vblk_opts {
     unsigned queue_size;   /* descriptors per queue, a power of 2; default 256 */
     size_t mem_size;       /* bytes of shared buffer heap; default 64 MiB */
     enum vblk_mode mode;   /* default VBLK_MODE_ADAPTIVE */
-    uint64_t spin_max_ns;  /* adaptive: cap of the spin window; default 50 us */
+    uint64_t spin_max_ns;  /* adaptive: cap of the spin window; default 200 us */
     bool no_event_idx;     /* do not negotiate VIRTIO_RING_F_EVENT_IDX (tests); default false */
 };
 

@@ -46,7 +46,16 @@
 
 #define VBLK_DEFAULT_QUEUE_SIZE 256u
 #define VBLK_DEFAULT_MEM (64u << 20)
-#define VBLK_DEFAULT_SPIN_NS 50000u
+/*
+ * The adaptive spin cap. It must exceed the gap between completion bursts
+ * under load: iocd completes a whole batch of page-cache reads per reactor
+ * iteration, so at QD32 completions arrive every 60-70 us on the 2-vCPU VM.
+ * With a 50 us cap every window ran out, 8 misses in a row started a
+ * back-off, and adaptive slept through most of a run (0.81x of direct
+ * io_uring against busy's 0.92x; caps of 100-250 us: 0.86-0.90x, spinning
+ * like busy). See bench/VHOST.md, session 4.
+ */
+#define VBLK_DEFAULT_SPIN_NS 200000u
 #define VBLK_IO_TIMEOUT_MS 30000
 
 void

@@ -584,8 +584,9 @@ adapt(struct vblk_queue *q, uint64_t waited_ns)
  *
  * Why a run of misses and not one: measured on the 2-vCPU VM (QD32 4k
  * randread, page-cache file, iocd polling on the other vCPU), the preemption
- * gap never fired, but single missed windows did: a window is at most
- * spin_max_ns (50 us), about one round trip of a 32-request batch, and the
+ * gap never fired, but single missed windows did: a window was at most
+ * spin_max_ns (then 50 us, now 200: less than the 60-70 us between
+ * completion bursts of a 32-request batch made every window miss), and the
  * first windows are short while the mean gap is learnt. Backing off at the
  * first miss, 7 misses took the back-off to 1 s within the first 1.3 s of a
  * run, so adaptive slept on every batch (0.3 s of CPU per 2 s, 0.66-0.83x of
