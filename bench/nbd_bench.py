@@ -112,6 +112,46 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+# The foundation issue's goals: (what, workload, measure, peer or None for the
+# fastest peer, goal, whether higher is better). Measures: iops, p50_us, and
+# cpu_eff (IOPS per server CPU-second, i.e. the inverse of CPU per GiB).
+GOALS = [
+    ("4k randread QD32 vs the fastest peer", "randread 4k qd32", "iops", None, 1.2, True),
+    ("4k randwrite QD32 vs the fastest peer", "randwrite 4k qd32", "iops", None, 1.2, True),
+    ("IOPS per server CPU-second vs nbdkit (4k randread QD32)", "randread 4k qd32",
+     "cpu_eff", "nbdkit", 2.0, True),
+    ("QD1 p50 latency vs qemu-nbd", "randread 4k qd1", "p50_us", "qemu-nbd", 0.9, False),
+    ("128k sequential read vs nbdkit", "read 128k qd8", "iops", "nbdkit", 1.2, True),
+    ("128k sequential write vs nbdkit", "write 128k qd8", "iops", "nbdkit", 1.2, True),
+]
+
+
+def goal_value(m, measure):
+    if measure == "cpu_eff":
+        return 1 / m["cpu_per_gib"] if m["cpu_per_gib"] else None
+    return m[measure]
+
+
+def goal_lines(med, iocd, peers):
+    """One line per goal whose workload and peers ran: the ratio and met / NOT met."""
+    out = ["", f"Goals ({iocd}; medians of this run):", ""]
+    for what, point, measure, peer, goal, higher in GOALS:
+        mine = med.get((point, iocd))
+        cands = [p for p in peers if p != "raw" and (peer is None or p == peer)
+                 and med.get((point, p)) is not None]
+        if mine is None or not cands or goal_value(mine, measure) is None:
+            continue
+        vals = {p: goal_value(med[(point, p)], measure) for p in cands}
+        best = max(cands, key=lambda p: vals[p]) if higher else min(cands, key=lambda p: vals[p])
+        if not vals[best]:
+            continue
+        ratio = goal_value(mine, measure) / vals[best]
+        met = ratio >= goal if higher else ratio <= goal
+        out.append(f"- {what}: {ratio:.2f} ({best}; goal {'>=' if higher else '<='} {goal}) "
+                   f"{'met' if met else 'NOT met'}")
+    return out
+
+
 def report(points, systems, results, out):
     names = [s[0] for s in systems]
     med = {}
@@ -161,6 +201,8 @@ def report(points, systems, results, out):
                     c += f" (cpu {mi['cpu_per_gib'] / mp['cpu_per_gib']:.2f})"
                 cells.append(c)
             lines.append(f"| {pt[0]} | {i} | " + " | ".join(cells) + " |")
+    if iocds:
+        lines += goal_lines(med, iocds[0], peers)
     text = "\n".join(lines) + "\n"
     with open(out, "w") as f:
         f.write(text)
