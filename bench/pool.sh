@@ -4,9 +4,11 @@
 #   bench/pool.sh [BUILD_DIR]    env: SIZE_MIB (1024) RUNTIME (5 s) REPEATS (3) SNAPS (15)
 #
 # One iocd (1 core) serves over NBD, at the same time:
-#   file   a file bdev on a file of SIZE_MIB (random data, in the page cache)
+#   file   a file bdev on a file of SIZE_MIB (random data)
 #   vol    a thin volume of SIZE_MIB in a pool (1 MiB clusters) on a second
 #          file bdev, written through once first, so fully allocated
+# Both files are held in the page cache in 4 KiB folios for the random
+# workloads (bench/keep_resident.py --small-folios; see bench/README.md).
 # and fio's nbd engine measures, round robin (file, vol, file, vol, ...),
 # REPEATS times, medians and vol/file ratios:
 #   randread 4k qd32, randwrite 4k qd32 (fully allocated volume)
@@ -49,11 +51,12 @@ SOCK=$WORK/iocd.sock
     --log-level notice >"$WORK/iocd.log" 2>&1 &
 IOCD_PID=$!
 
-/usr/bin/python3 - "$SOCK" "$PORT" "$WORK" "$SIZE_MIB" "$RUNTIME" "$REPEATS" "$SNAPS" <<'EOF'
+/usr/bin/python3 - "$SOCK" "$PORT" "$WORK" "$SIZE_MIB" "$RUNTIME" "$REPEATS" "$SNAPS" "$ROOT" <<'EOF'
 import json, os, socket, statistics, subprocess, sys, time
 
 sock, port, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 size_mib, runtime, repeats, snaps = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+keep_resident = os.path.join(sys.argv[8], "bench", "keep_resident.py")
 MiB = 1 << 20
 
 
@@ -88,6 +91,29 @@ else:
     sys.exit("iocd did not answer within 20 s:\n" + open(os.path.join(work, "iocd.log")).read())
 
 
+def hold_resident(path):
+    """Hold path in the page cache in 4 KiB folios until stopped (bench/README.md,
+    "4 KiB folios": in the kernel's large folios a 4 KiB buffered write walks
+    every buffer head of its folio, and both systems would measure that)."""
+    log = os.path.join(work, os.path.basename(path) + ".resident.log")
+    p = subprocess.Popen(["/usr/bin/python3", keep_resident, "--small-folios", path],
+                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    deadline = time.monotonic() + 600
+    while "pages in large folios" not in open(log).read():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            sys.exit(f"keep_resident.py {path} did not load it:\n" + open(log).read())
+        time.sleep(0.5)
+    return p, log
+
+
+def stop_resident(held):
+    for p, log in held:
+        p.terminate()
+        p.wait(30)
+        print(open(log).read().strip())
+
+
 def uri(name):
     return f"nbd://127.0.0.1:{port}/{name}"
 
@@ -120,7 +146,7 @@ rpc("pool_create", name="p", path=os.path.join(work, "pool.img"),
 rpc("volume_create", pool="p", name="v", size=size)
 rpc("nbd_export_add", name="vol", bdev="p/v")
 fio("vol", "write", "1m", 8, size=f"{size_mib}M", time_based=False)   # allocate every cluster
-fio("file", "read", "1m", 8, size=f"{size_mib}M", time_based=False)   # warm the page cache
+held = [hold_resident(base), hold_resident(os.path.join(work, "pool.img"))]
 
 res = {}
 for r in range(repeats):
@@ -150,6 +176,7 @@ for r in range(repeats):
     for path in (f"f{r}.raw", f"q{r}.img"):
         os.unlink(os.path.join(work, path))
 
+stop_resident(held)
 print(f"\n## pool volume vs file bdev (median of {repeats}, {runtime:g} s runs, 1 core)\n")
 print("| workload | file bdev | thin volume | ratio | runs (file / volume) |")
 print("|---|---|---|---|---|")
