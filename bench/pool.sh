@@ -96,8 +96,9 @@ def hold_resident(path):
     "4 KiB folios": in the kernel's large folios a 4 KiB buffered write walks
     every buffer head of its folio, and both systems would measure that)."""
     log = os.path.join(work, os.path.basename(path) + ".resident.log")
-    p = subprocess.Popen(["/usr/bin/python3", keep_resident, "--small-folios", path],
-                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    with open(log, "w") as err:
+        p = subprocess.Popen(["/usr/bin/python3", keep_resident, "--small-folios", path],
+                             stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 600
     while "pages in large folios" not in open(log).read():
         if p.poll() is not None or time.monotonic() > deadline:
