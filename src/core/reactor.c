@@ -48,6 +48,7 @@
 #define REACTOR_DEFAULT_ENTRIES 1024
 #define REACTOR_DEFAULT_SPIN_MAX_NS 32000ull
 #define REACTOR_CONTENDED_SPIN_MAX_NS 4000ull
+#define REACTOR_HOLD_WAIT_NR 4096u  /* "more completions than can come": see reactor_hold_wait */
 #define REACTOR_MAX_DEFER_ROUNDS 64
 #define REACTOR_MAX_REACTORS 256
 #define REACTOR_DRAIN_TIMEOUT_NS 2000000000ull
@@ -91,6 +92,7 @@ struct ioc_reactor {
     bool was_idle;
     uint64_t iter_ns;      /* start of the current iteration (one clock read each) */
     bool iter_busy;        /* the previous iteration did work */
+    uint64_t hold_until_ns;/* sleep through arrivals until then (ioc_reactor_hold) */
 
     struct ioc_deferred *defer_head;
     struct ioc_deferred **defer_tail;
@@ -645,6 +647,32 @@ reactor_spin_once(struct ioc_reactor *r)
     }
 }
 
+/*
+ * Sleep until the hold ends or a timer is due, and not before, whatever
+ * completes meanwhile. With DEFER_TASKRUN the kernel wakes a waiter only once
+ * as many completions are pending as it asked for, so asking for more than
+ * can come makes arrivals pile up in the sockets (one recv takes them all
+ * afterwards) instead of waking the reactor for each. Messages from other
+ * threads wait too: `sleeping` stays false, so their senders skip the
+ * eventfd and the inbox is read after the hold.
+ */
+static void
+reactor_hold_wait(struct ioc_reactor *r, uint64_t now)
+{
+    uint64_t timeout_ns = IOC_MIN(r->hold_until_ns - now, reactor_next_deadline(r, now));
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts;
+
+    if (timeout_ns == 0) {
+        io_uring_submit_and_get_events(&r->ring);
+        return;
+    }
+    r->stats.holds++;
+    ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
+    ts.tv_nsec = (long long)(timeout_ns % 1000000000ull);
+    (void)io_uring_submit_and_wait_timeout(&r->ring, &cqe, REACTOR_HOLD_WAIT_NR, &ts, NULL);
+}
+
 static void
 reactor_wait(struct ioc_reactor *r, uint64_t now)
 {
@@ -654,6 +682,10 @@ reactor_wait(struct ioc_reactor *r, uint64_t now)
     struct __kernel_timespec ts;
     int rc;
 
+    if (r->mode != IOC_POLL_MODE_BUSY && r->defer_taskrun && now < r->hold_until_ns) {
+        reactor_hold_wait(r, now);
+        return;
+    }
     if (r->mode == IOC_POLL_MODE_BUSY ||
         (r->mode == IOC_POLL_MODE_ADAPTIVE && idle_for < r->spin_window_ns)) {
         reactor_spin_once(r);
@@ -744,6 +776,13 @@ reactor_iterate(struct ioc_reactor *r, bool may_sleep)
         }
     }
     return false;
+}
+
+void
+ioc_reactor_hold(struct ioc_reactor *r, uint64_t until_ns)
+{
+    assert(r == t_reactor);
+    r->hold_until_ns = IOC_MAX(r->hold_until_ns, until_ns);
 }
 
 uint64_t

@@ -85,6 +85,7 @@ struct ioc_reactor_stats {
     uint64_t contention_samples; /* run-queue delay samples judged */
     uint64_t contended_samples;  /* ... of which showed the CPU contended */
     uint64_t inflight;      /* SQEs submitted and not yet completed */
+    uint64_t holds;         /* idle waits that slept through arrivals (ioc_reactor_hold) */
 };
 
 /* How a reactor waits when it has nothing to do. */
@@ -206,6 +207,15 @@ uint64_t ioc_now_ns(void);
  * otherwise read the clock once more per iteration. At most one iteration old.
  */
 uint64_t ioc_reactor_iter_ns(void);
+
+/**
+ * Until until_ns (monotonic), let the calling reactor sleep through arrivals
+ * when idle instead of waking for each: they pile up and are handled
+ * together when the hold or the next timer ends. For a connection that holds
+ * its replies to send them in one batch (target_coalesce.h); it must have a
+ * timer due by until_ns to flush them. Busy-polling reactors ignore it.
+ */
+void ioc_reactor_hold(struct ioc_reactor *r, uint64_t until_ns);
 
 /** Snapshot of the reactor's statistics. */
 void ioc_reactor_get_stats(const struct ioc_reactor *r, struct ioc_reactor_stats *out);

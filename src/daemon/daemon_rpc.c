@@ -39,6 +39,7 @@ rpc_reactor_stats(json_t *params, json_t **result, struct ioc_err *err)
                             json_integer((json_int_t)st.contention_samples));
         json_object_set_new(o, "contended_samples",
                             json_integer((json_int_t)st.contended_samples));
+        json_object_set_new(o, "holds", json_integer((json_int_t)st.holds));
         json_object_set_new(o, "inflight", json_integer((json_int_t)st.inflight));
         json_array_append_new(arr, o);
     }

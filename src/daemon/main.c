@@ -24,6 +24,7 @@
 #include "rpc/rpc.h"
 #include "target/iscsi/iscsi.h"
 #include "target/nbd/nbd.h"
+#include "target/target_stream.h"
 #include "target/vhost/vhost.h"
 #include "nexus/nexus.h"
 
@@ -62,6 +63,8 @@ usage(FILE *out)
             "      --state-dir DIR     where nexuses record their membership (default: memory)\n"
             "      --spin-max-us N     cap of the adaptive spin window while the reactor has\n"
             "                          its CPU to itself (default 32; contended: at most 4)\n"
+            "      --coalesce-us N     longest hold of a connection's replies to send several\n"
+            "                          at once, while its traffic allows (default 50; 0 = off)\n"
             "      --pin-cpus          pin reactor i to CPU i\n"
             "      --node NAME         run the node agent for NAME (needs --etcd)\n"
             "      --node-labels K=V,..  labels of this node (placement)\n"
@@ -101,6 +104,7 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
         {"poll-mode", required_argument, NULL, 'p'},
         {"spin-max-us", required_argument, NULL, 'S'},
         {"pin-cpus", no_argument, NULL, 'P'},
+        {"coalesce-us", required_argument, NULL, 'H'},
         {"pool", required_argument, NULL, 'o'},
         {"state-dir", required_argument, NULL, 'D'},
         {"node", required_argument, NULL, 'N'},
@@ -154,6 +158,12 @@ parse_args(int argc, char **argv, struct daemon_opts *o)
             break;
         case 'P':
             o->reactor.pin_cpus = true;
+            break;
+        case 'H':
+            if (parse_uint("--coalesce-us", optarg, 10000, &v) < 0) {
+                return -EINVAL;
+            }
+            ioc_target_stream_set_coalesce_us((unsigned)v);
             break;
         case 'o':
             if (o->npools == IOC_ARRAY_SIZE(o->pools)) {

@@ -49,11 +49,16 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "target/target_coalesce.h"
 #include "target/target_stream.h"
 
 #define STREAM_LISTEN_MAX      2   /* one TCP, one unix */
 #define STREAM_ACCEPT_RETRY_US 100000
 #define STREAM_STOP_TIMEOUT_MS 10000
+#define STREAM_HOLD_MAX_BYTES  (64u << 10) /* more than this goes out at once */
+#define STREAM_COALESCE_US_DEFAULT 50
+
+static atomic_uint g_coalesce_us = STREAM_COALESCE_US_DEFAULT;
 
 /* Debug lines go to the target's own component ("nbd", "iscsi"). */
 #define STREAM_DEBUG(ts, ...)                                                   \
@@ -74,6 +79,9 @@ struct stream_conn {
     bool recv_posted;
     bool send_posted;
     bool shut;
+    bool flush_due;            /* the hold is over: send what is queued */
+    struct ioc_timer *flush_timer; /* armed while replies are held */
+    struct ioc_coalesce coalesce;
     char peer[64];
     char local[80];
     uint8_t *carry;        /* moving: received bytes the next engine gets first */
@@ -153,21 +161,79 @@ conn_discard(struct stream_conn *sc)
 static void
 conn_free(struct stream_conn *sc)
 {
+    ioc_timer_cancel(&sc->flush_timer);
     conn_unlink(sc);
     STREAM_DEBUG(sc->ts, "client %s: disconnected", sc->peer);
     sc->ts->ops->engine_destroy(&sc->engine);
     conn_discard(sc);
 }
 
+static void conn_post_send(struct stream_conn *sc, bool flush);
+
 static void
-conn_post_send(struct stream_conn *sc)
+conn_flush_timer(void *arg)
+{
+    struct stream_conn *sc = arg;
+
+    sc->flush_timer = NULL;
+    sc->flush_due = true;
+    if (!sc->send_posted) {
+        conn_post_send(sc, true);
+    }
+}
+
+static size_t
+iov_bytes(const struct iovec *iov, int n)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
+
+/*
+ * Hold the n queued iovecs back (target_coalesce.h)? Only small batches are
+ * held, only while the connection's traffic says holding costs the client
+ * nothing, and for at most the coalescing time: the first hold arms the
+ * flush timer and lets the reactor sleep through arrivals until it fires.
+ */
+static bool
+conn_hold(struct stream_conn *sc, int n)
+{
+    unsigned us = atomic_load_explicit(&g_coalesce_us, memory_order_relaxed);
+    uint64_t now;
+
+    if (us == 0 || sc->flush_due || n >= sc->ts->ops->send_iov_max / 2 ||
+        iov_bytes(sc->iov, n) >= STREAM_HOLD_MAX_BYTES ||
+        !ioc_coalesce_holding(&sc->coalesce, ioc_reactor_iter_ns())) {
+        return false;
+    }
+    if (sc->flush_timer != NULL) {
+        return true;
+    }
+    now = ioc_now_ns();
+    sc->flush_timer = ioc_timer_start(sc->reactor, us, conn_flush_timer, sc);
+    if (sc->flush_timer == NULL) {
+        return false; /* no memory for the timer: send now */
+    }
+    ioc_reactor_hold(sc->reactor, now + (uint64_t)us * 1000);
+    return true;
+}
+
+/* Send what the engine has queued, unless it is held back (flush: never). */
+static void
+conn_post_send(struct stream_conn *sc, bool flush)
 {
     int n = sc->ts->ops->out_iov(sc->engine, sc->iov, sc->ts->ops->send_iov_max);
     struct io_uring_sqe *sqe;
 
-    if (n == 0) {
+    if (n == 0 || (!flush && conn_hold(sc, n))) {
         return;
     }
+    sc->flush_due = false;
+    ioc_timer_cancel(&sc->flush_timer);
     memset(&sc->msg, 0, sizeof(sc->msg));
     sc->msg.msg_iov = sc->iov;
     sc->msg.msg_iovlen = (size_t)n;
@@ -203,6 +269,7 @@ conn_move(struct stream_conn *sc, struct ioc_reactor *r)
     const void *buf;
     size_t len;
 
+    ioc_timer_cancel(&sc->flush_timer);
     ops->pending_input(sc->engine, &buf, &len);
     sc->carry = malloc(len > 0 ? len : 1);
     if (sc->carry == NULL) {
@@ -227,13 +294,16 @@ ioc_target_stream_conn_process(void *ctx)
     struct ioc_reactor *to = ops->move_to != NULL ? ops->move_to(sc->engine) : NULL;
 
     if (to != NULL) {
+        if (!sc->send_posted) {
+            conn_post_send(sc, true); /* nothing queued may be left behind */
+        }
         if (!sc->send_posted && !sc->recv_posted) {
             conn_move(sc, to);
         }
         return;
     }
     if (!sc->send_posted) {
-        conn_post_send(sc);
+        conn_post_send(sc, sc->shut || ops->finished(sc->engine));
     }
     if (!sc->recv_posted && !sc->shut) {
         conn_post_recv(sc);
@@ -257,6 +327,9 @@ conn_recv_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 
     (void)cqe_flags;
     sc->recv_posted = false;
+    if (res > 0) {
+        ioc_coalesce_account(&sc->coalesce, (size_t)res);
+    }
     sc->ts->ops->recv_done(sc->engine, res);
 }
 
@@ -267,6 +340,9 @@ conn_send_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 
     (void)cqe_flags;
     sc->send_posted = false;
+    if (res > 0) {
+        ioc_coalesce_account(&sc->coalesce, (size_t)res);
+    }
     sc->ts->ops->sent(sc->engine, res);
 }
 
@@ -299,6 +375,7 @@ conn_start_msg(void *arg)
     sc->reactor = r;
     sc->recv_req.done = conn_recv_done;
     sc->send_req.done = conn_send_done;
+    ioc_coalesce_init(&sc->coalesce);
     if (atomic_load(&ts->stopping) ||
         ts->ops->engine_create(r, sc, sc->peer, sc->local, &sc->engine) < 0) {
         conn_discard(sc);
@@ -692,4 +769,10 @@ ioc_target_stream_stop(struct ioc_target_stream **tsp)
     stream_free(ts);
     /* only now: messages queued before the aborts may still have used it */
     *tsp = NULL;
+}
+
+void
+ioc_target_stream_set_coalesce_us(unsigned us)
+{
+    atomic_store(&g_coalesce_us, us);
 }

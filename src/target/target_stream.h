@@ -142,4 +142,11 @@ void ioc_target_stream_foreach(struct ioc_target_stream *ts,
 /** The engines' process() callback; ctx is the `sc` given to engine_create(). */
 void ioc_target_stream_conn_process(void *ctx);
 
+/**
+ * How long a connection may hold its replies back to send several at once
+ * (target_coalesce.h), in microseconds; 0 turns holding off. Default 50.
+ * Any thread; connections pick it up at their next reply.
+ */
+void ioc_target_stream_set_coalesce_us(unsigned us);
+
 #endif

@@ -13,7 +13,7 @@ from ioc_e2e import need, run
 CONTENDED_CAP_NS = 4000
 FIELDS = ("id", "iterations", "busy_iterations", "sleeps", "cqes", "msgs", "busy_ns",
           "idle_ns", "spin_window_ns", "spin_cap_ns", "contention_samples",
-          "contended_samples", "inflight")
+          "contended_samples", "holds", "inflight")
 
 
 def test_rpc_reactor_stats_fields(make_iocd):

@@ -1,0 +1,67 @@
+"""Reply coalescing (src/target/target_coalesce.h): a connection holds its
+replies back to send several at once while its traffic shows that holding
+costs the client nothing, and the reactor sleeps through the arrivals
+meanwhile (reactor_stats "holds"). With fio's nbd engine at QD32 it must
+engage and the data must stay right; at QD1 it must stay nearly off (each
+hold would make the client wait); --coalesce-us 0 turns it off.
+"""
+import json
+
+from ioc_e2e import MiB, need, run
+
+
+def fio_run(fio, uri, *args, timeout=120):
+    p = run([fio, "--name=c", "--ioengine=nbd", f"--uri={uri}", "--output-format=json",
+             *args], check=False, timeout=timeout)
+    assert p.returncode == 0, f"fio exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    text = p.stdout
+    (job,) = json.loads(text[text.index("{"):])["jobs"]
+    assert job["error"] == 0, job
+    return job
+
+
+def holds(d):
+    return sum(r["holds"] for r in d.rpc("reactor_stats"))
+
+
+def randread(fio, uri, qd):
+    job = fio_run(fio, uri, "--rw=randread", "--bs=4k", f"--iodepth={qd}", "--time_based",
+                  "--runtime=3", "--size=64M", "--norandommap", "--randrepeat=0")
+    return job["read"]["total_ios"]
+
+
+def test_nbd_coalesce_engages_at_qd32_and_keeps_the_data(make_iocd):
+    fio = need("fio")
+    d = make_iocd()
+    uri = d.malloc_export("v", size="64MiB")
+    h0 = holds(d)
+    ios = randread(fio, uri, 32)
+    h1 = holds(d)
+    assert ios > 0
+    assert h1 > h0, "no reply was held back during 3 s of QD32 reads"
+    # verified writes and reads at QD32 while replies are held
+    job = fio_run(fio, uri, "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=48M",
+                  "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1")
+    assert job["write"]["io_bytes"] >= 48 * MiB
+    assert holds(d) > h1, "no reply was held back during the verified writes"
+
+
+def test_nbd_coalesce_stays_off_at_qd1(make_iocd):
+    fio = need("fio")
+    d = make_iocd()
+    uri = d.malloc_export("v", size="64MiB")
+    h0 = holds(d)
+    ios = randread(fio, uri, 1)
+    held = holds(d) - h0
+    assert ios > 1000
+    # a few 5 ms probes (the first after 0.1 s, then 0.2, 0.4 ...) and nothing else
+    assert held * 100 < ios * 2, f"{held} holds for {ios} QD1 reads"
+
+
+def test_nbd_coalesce_off(make_iocd):
+    fio = need("fio")
+    d = make_iocd("--coalesce-us", "0")
+    uri = d.malloc_export("v", size="64MiB")
+    ios = randread(fio, uri, 32)
+    assert ios > 0
+    assert holds(d) == 0
