@@ -251,6 +251,19 @@ ioc_bdev_supports(const struct ioc_bdev *bdev, enum ioc_io_type type)
     return type == IOC_IO_READ || type == IOC_IO_WRITE || type == IOC_IO_FLUSH;
 }
 
+int
+ioc_bdev_splice_source(const struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd,
+                       uint64_t *file_offset)
+{
+    if (len == 0 || offset > bdev->size || len > bdev->size - offset) {
+        return -ERANGE;
+    }
+    if (bdev->ops->splice_source == NULL) {
+        return -ENOTSUP;
+    }
+    return bdev->ops->splice_source((struct ioc_bdev *)bdev, offset, len, fd, file_offset);
+}
+
 bool
 ioc_bdev_fast_zero(const struct ioc_bdev *bdev)
 {

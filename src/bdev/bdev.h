@@ -121,6 +121,17 @@ uint32_t ioc_bdev_buf_align(const struct ioc_bdev *bdev);
 const char *ioc_bdev_module_name(const struct ioc_bdev *bdev);
 /** Whether the bdev can do the IO type (NULL ops->supports: READ/WRITE/FLUSH only). */
 bool ioc_bdev_supports(const struct ioc_bdev *bdev, enum ioc_io_type type);
+
+/**
+ * Instead of a READ of [offset, offset + len): a file descriptor and offset
+ * to splice the same bytes from, valid while the caller holds a reference
+ * to the bdev (bdev_module.h, splice_source). Returns 0, -ERANGE (outside
+ * the bdev), or -ENOTSUP / -EAGAIN: read them with an IO instead. The bytes
+ * are those of the page cache when they are spliced, so, as with a READ in
+ * flight, a WRITE completed meanwhile may show.
+ */
+int ioc_bdev_splice_source(const struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd,
+                           uint64_t *file_offset);
 /** Whether WRITE_ZEROES is cheap (no data written), so FAST_ZERO can succeed. */
 bool ioc_bdev_fast_zero(const struct ioc_bdev *bdev);
 const char *ioc_io_type_name(enum ioc_io_type type);

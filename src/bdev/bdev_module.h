@@ -38,6 +38,17 @@ struct ioc_bdev_ops {
 
     /* Optional. Add module-specific fields to a bdev_list entry. */
     void (*dump_json)(struct ioc_bdev *bdev, json_t *obj);
+
+    /*
+     * Optional. A file descriptor and offset from which the bytes
+     * [offset, offset + len) can be spliced (splice(2)) instead of read, for
+     * a target that sends them on a socket; the fd stays valid while the
+     * caller holds its reference. Only when splicing will not wait for the
+     * disk (the bytes are in the page cache). The range was checked.
+     * Returns 0, or -ENOTSUP / -EAGAIN: read them with an IO instead.
+     */
+    int (*splice_source)(struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd,
+                         uint64_t *file_offset);
 };
 
 struct ioc_bdev {

@@ -33,8 +33,30 @@ ioc_target_outq_iov(const struct ioc_target_outq *q, struct iovec *iov, int max)
             skip = 0;
             n++;
         }
+        if (o->file_len > 0) {
+            break; /* its file bytes come next, by splice */
+        }
     }
     return n;
+}
+
+bool
+ioc_target_outq_file(const struct ioc_target_outq *q, int *fd, uint64_t *off, size_t *len)
+{
+    const struct ioc_target_out *o = q->head;
+    size_t mem;
+
+    if (o == NULL || o->file_len == 0) {
+        return false;
+    }
+    mem = o->len - o->file_len;
+    if (q->off < mem) {
+        return false; /* its iovecs first */
+    }
+    *fd = o->file_fd;
+    *off = o->file_off + (q->off - mem);
+    *len = o->len - q->off;
+    return true;
 }
 
 void

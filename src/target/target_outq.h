@@ -30,8 +30,12 @@ struct ioc_target_out {
     struct ioc_target_out *next;
     struct iovec *iov;       /* borrowed: must stay valid until done() */
     int iovcnt;
-    size_t len;              /* sum of the iov lengths, set when queued */
+    size_t len;              /* the iov lengths and file_len, set when queued */
     void (*done)(struct ioc_target_out *o);
+    /* After the iovecs: file_len bytes of file_fd at file_off, spliced (append_file). */
+    int file_fd;
+    uint64_t file_off;
+    size_t file_len;
 };
 
 struct ioc_target_outq {
@@ -59,13 +63,29 @@ ioc_target_outq_empty(const struct ioc_target_outq *q)
 static inline void
 ioc_target_outq_append(struct ioc_target_outq *q, struct ioc_target_out *o)
 {
-    o->len = 0;
+    o->len = o->file_len = 0;
     for (int i = 0; i < o->iovcnt; i++) {
         o->len += o->iov[i].iov_len;
     }
     o->next = NULL;
     *q->tail = o;
     q->tail = &o->next;
+}
+
+/**
+ * Append o, whose iovecs are followed by len bytes of file fd at off: the
+ * transport sends the iovecs, then splices those bytes from the file
+ * (ioc_target_outq_file). fd must stay open until done() runs.
+ */
+static inline void
+ioc_target_outq_append_file(struct ioc_target_outq *q, struct ioc_target_out *o, int fd,
+                            uint64_t off, size_t len)
+{
+    ioc_target_outq_append(q, o);
+    o->file_fd = fd;
+    o->file_off = off;
+    o->file_len = len;
+    o->len += len;
 }
 
 /** Remove and return the head (q must not be empty); done() is not called. */
@@ -84,9 +104,18 @@ ioc_target_outq_pop(struct ioc_target_outq *q)
 
 /**
  * Fill iov (up to max entries) with the unsent bytes of the queue, in order,
- * starting `off` bytes into the head. Returns the count, 0 if empty.
+ * starting `off` bytes into the head, and stopping after the iovecs of a
+ * piece with file bytes (those are not in memory). Returns the count; 0 if
+ * the queue is empty or its head is down to its file bytes.
  */
 int ioc_target_outq_iov(const struct ioc_target_outq *q, struct iovec *iov, int max);
+
+/**
+ * Whether the head is down to its file bytes: then the unsent ones are *len
+ * bytes of *fd at *off, and the transport splices them and reports them
+ * with ioc_target_outq_sent() like any others.
+ */
+bool ioc_target_outq_file(const struct ioc_target_outq *q, int *fd, uint64_t *off, size_t *len);
 
 /**
  * n bytes of what ioc_target_outq_iov() returned were sent: pop and retire

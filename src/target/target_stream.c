@@ -36,9 +36,11 @@
 #include "ioc/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,7 @@
 #define STREAM_STOP_TIMEOUT_MS 10000
 #define STREAM_HOLD_MAX_BYTES  (64u << 10) /* more than this goes out at once */
 #define STREAM_COALESCE_US_DEFAULT 50
+#define STREAM_PIPE_SIZE       (1u << 20) /* a splice's pipe: room for a few large replies */
 
 static atomic_uint g_coalesce_us = STREAM_COALESCE_US_DEFAULT;
 
@@ -72,6 +75,7 @@ static atomic_uint g_coalesce_us = STREAM_COALESCE_US_DEFAULT;
 struct stream_conn {
     struct ioc_uring_req recv_req;
     struct ioc_uring_req send_req;
+    struct ioc_uring_req writable_req; /* POLLOUT, while a splice waits for room */
     struct ioc_target_stream *ts;
     struct ioc_reactor *reactor;
     void *engine;
@@ -82,6 +86,10 @@ struct stream_conn {
     bool flush_due;            /* the hold is over: send what is queued */
     struct ioc_timer *flush_timer; /* armed while replies are held */
     struct ioc_coalesce coalesce;
+    int pipe_fds[2];           /* file bytes on their way to the socket; -1: none yet */
+    size_t pipe_bytes;         /* in the pipe, not yet sent */
+    size_t pipe_size;
+    bool no_splice;            /* the pipe could not be set up: never splice */
     char peer[64];
     char local[80];
     uint8_t *carry;        /* moving: received bytes the next engine gets first */
@@ -153,6 +161,10 @@ conn_discard(struct stream_conn *sc)
     struct ioc_target_stream *ts = sc->ts;
 
     close(sc->fd);
+    if (sc->pipe_fds[0] >= 0) {
+        close(sc->pipe_fds[0]);
+        close(sc->pipe_fds[1]);
+    }
     free(sc->carry);
     free(sc);
     atomic_fetch_sub(&ts->nr_conns, 1);
@@ -222,13 +234,89 @@ conn_hold(struct stream_conn *sc, int n)
     return true;
 }
 
+static void
+conn_writable(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
+{
+    struct stream_conn *sc = ioc_container_of(req, struct stream_conn, writable_req);
+
+    (void)res; /* an error shows in the next splice */
+    (void)cqe_flags;
+    sc->send_posted = false;
+    ioc_target_stream_conn_process(sc);
+}
+
+/* The socket is full mid-splice: continue once it has room (a send in flight meanwhile). */
+static void
+conn_wait_writable(struct stream_conn *sc)
+{
+    struct io_uring_sqe *sqe = ioc_reactor_get_sqe(sc->reactor);
+
+    io_uring_prep_poll_add(sqe, sc->fd, POLLOUT);
+    ioc_uring_sqe_set_req(sqe, &sc->writable_req);
+    sc->send_posted = true;
+}
+
+/*
+ * Send the file bytes at the head of the output: splice them into the pipe
+ * (page references, no copy) and from the pipe into the socket (no copy
+ * either: the socket takes the pages), on the reactor thread, since
+ * io_uring runs every splice on a worker thread. Neither call waits: the
+ * bytes are in the page cache (ioc_bdev_splice_source checked) and the
+ * socket is non-blocking; a full socket parks the rest in the pipe until
+ * POLLOUT. Returns true if the output stops here for now (waiting for room,
+ * or failed), false once the head is back to iovecs or the queue is empty.
+ */
+static bool
+conn_splice(struct stream_conn *sc)
+{
+    const struct ioc_target_stream_ops *ops = sc->ts->ops;
+    uint64_t off;
+    size_t len;
+    ssize_t n;
+    int fd;
+
+    while (ops->out_file(sc->engine, &fd, &off, &len)) {
+        if (sc->pipe_bytes == 0) {
+            loff_t at = (loff_t)off;
+
+            n = splice(fd, &at, sc->pipe_fds[1], NULL, IOC_MIN(len, sc->pipe_size),
+                       SPLICE_F_NONBLOCK);
+            if (n <= 0) {
+                IOC_WARN(ops->name, "client %s: splice from the file at %llu: %s", sc->peer,
+                         (unsigned long long)off, n == 0 ? "end of file" : strerror(errno));
+                ops->sent(sc->engine, -EIO); /* the reply is half sent: the connection ends */
+                return true;
+            }
+            sc->pipe_bytes = (size_t)n;
+        }
+        n = splice(sc->pipe_fds[0], NULL, sc->fd, NULL, sc->pipe_bytes,
+                   SPLICE_F_NONBLOCK | (len > sc->pipe_bytes ? SPLICE_F_MORE : 0));
+        if (n < 0 && errno == EAGAIN) {
+            conn_wait_writable(sc);
+            return true;
+        }
+        if (n <= 0) {
+            ops->sent(sc->engine, n < 0 ? -errno : -EPIPE);
+            return true;
+        }
+        sc->pipe_bytes -= (size_t)n;
+        ioc_coalesce_account(&sc->coalesce, (size_t)n);
+        ops->sent(sc->engine, n);
+    }
+    return false;
+}
+
 /* Send what the engine has queued, unless it is held back (flush: never). */
 static void
 conn_post_send(struct stream_conn *sc, bool flush)
 {
-    int n = sc->ts->ops->out_iov(sc->engine, sc->iov, sc->ts->ops->send_iov_max);
     struct io_uring_sqe *sqe;
+    int n;
 
+    if (sc->ts->ops->out_file != NULL && conn_splice(sc)) {
+        return;
+    }
+    n = sc->ts->ops->out_iov(sc->engine, sc->iov, sc->ts->ops->send_iov_max);
     if (n == 0 || (!flush && conn_hold(sc, n))) {
         return;
     }
@@ -375,6 +463,7 @@ conn_start_msg(void *arg)
     sc->reactor = r;
     sc->recv_req.done = conn_recv_done;
     sc->send_req.done = conn_send_done;
+    sc->writable_req.done = conn_writable;
     ioc_coalesce_init(&sc->coalesce);
     if (atomic_load(&ts->stopping) ||
         ts->ops->engine_create(r, sc, sc->peer, sc->local, &sc->engine) < 0) {
@@ -407,6 +496,7 @@ conn_hand_off(struct stream_listener *l, int fd)
     }
     sc->ts = ts;
     sc->fd = fd;
+    sc->pipe_fds[0] = sc->pipe_fds[1] = -1;
     ts->ops->conn_name(fd, l->is_unix, sc->peer, sizeof(sc->peer), sc->local,
                        sizeof(sc->local));
     atomic_fetch_add(&ts->nr_conns, 1);
@@ -769,6 +859,42 @@ ioc_target_stream_stop(struct ioc_target_stream **tsp)
     stream_free(ts);
     /* only now: messages queued before the aborts may still have used it */
     *tsp = NULL;
+}
+
+/*
+ * The pipe, 1 MiB if the pipe limits allow (pipe-user-pages-soft; a smaller
+ * pipe works, in more steps), and a non-blocking socket so that a splice into
+ * it never waits; io_uring's own socket IO does not mind the flag.
+ */
+bool
+ioc_target_stream_conn_can_splice(void *ctx)
+{
+    struct stream_conn *sc = ctx;
+    int flags;
+    int size;
+
+    if (sc->pipe_fds[0] >= 0 || sc->no_splice) {
+        return !sc->no_splice;
+    }
+    sc->no_splice = true;
+    if (pipe2(sc->pipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+        sc->pipe_fds[0] = sc->pipe_fds[1] = -1;
+        return false;
+    }
+    (void)fcntl(sc->pipe_fds[1], F_SETPIPE_SZ, (int)STREAM_PIPE_SIZE);
+    size = fcntl(sc->pipe_fds[1], F_GETPIPE_SZ);
+    flags = fcntl(sc->fd, F_GETFL);
+    if (size <= 0 || flags < 0 || fcntl(sc->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        close(sc->pipe_fds[0]);
+        close(sc->pipe_fds[1]);
+        sc->pipe_fds[0] = sc->pipe_fds[1] = -1;
+        return false;
+    }
+    sc->pipe_size = (size_t)size;
+    sc->no_splice = false;
+    STREAM_DEBUG(sc->ts, "client %s: file data goes out by splice (pipe of %d bytes)", sc->peer,
+                 size);
+    return true;
 }
 
 void

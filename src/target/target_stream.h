@@ -61,6 +61,13 @@ struct ioc_target_stream_ops {
     struct ioc_reactor *(*move_to)(const void *engine);
     void (*pending_input)(const void *engine, const void **buf, size_t *len);
     void (*moved)(void *engine);
+
+    /*
+     * Optional: the head of the output is file bytes (target_outq.h,
+     * ioc_target_outq_file), to be spliced. Only engines that queue file
+     * pieces, which they do only after ioc_target_stream_conn_can_splice().
+     */
+    bool (*out_file)(void *engine, int *fd, uint64_t *off, size_t *len);
 };
 
 /*
@@ -141,6 +148,13 @@ void ioc_target_stream_foreach(struct ioc_target_stream *ts,
 
 /** The engines' process() callback; ctx is the `sc` given to engine_create(). */
 void ioc_target_stream_conn_process(void *ctx);
+
+/**
+ * Whether the connection `ctx` (the engine's transport ctx) can send file
+ * bytes by splice: its pipe is opened on the first call. An engine queues
+ * file pieces (ioc_target_outq_append_file) only after this said yes.
+ */
+bool ioc_target_stream_conn_can_splice(void *ctx);
 
 /**
  * How long a connection may hold its replies back to send several at once

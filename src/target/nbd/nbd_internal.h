@@ -25,6 +25,7 @@
 #define NBD_MAX_INFLIGHT    128u               /* requests in flight per connection */
 #define NBD_MAX_INFLIGHT_BYTES (64u * 1024 * 1024) /* data buffers in flight per connection */
 #define NBD_HOLE_READ_MIN   (256u * 1024)      /* reads this large probe for holes first */
+#define NBD_SPLICE_READ_MIN (64u * 1024)       /* reads this large may be spliced from a file */
 /* After a WRITE this large, receive only the next header into the receive
  * buffer, so the next payload lands in its request's buffer without a copy. */
 #define NBD_SPLIT_PAYLOAD_MIN (32u * 1024)
@@ -71,6 +72,8 @@ struct nbd_conn;
  */
 struct nbd_conn_transport {
     void (*process)(void *ctx);
+    /* Optional: whether file bytes may be queued (target_stream.h); NULL = never. */
+    bool (*can_splice)(void *ctx);
 };
 
 /**
@@ -103,6 +106,13 @@ void nbd_conn_recv_done(struct nbd_conn *c, ssize_t n);
 
 /** Fill iov (up to max entries) with queued output; returns the count, 0 if none. */
 int nbd_conn_out_iov(struct nbd_conn *c, struct iovec *iov, int max);
+
+/**
+ * Whether the output is down to file bytes to splice (a large READ's data,
+ * when the transport said can_splice): *len bytes of *fd at *off, reported
+ * with nbd_conn_sent() once sent.
+ */
+bool nbd_conn_out_file(struct nbd_conn *c, int *fd, uint64_t *off, size_t *len);
 
 /** n bytes of the output returned by nbd_conn_out_iov() were sent (n < 0: send failed). */
 void nbd_conn_sent(struct nbd_conn *c, ssize_t n);

@@ -38,6 +38,7 @@ static struct ioc_target_stream *g_nbd_stream;
 
 static const struct nbd_conn_transport g_stream_transport = {
     .process = ioc_target_stream_conn_process,
+    .can_splice = ioc_target_stream_conn_can_splice,
 };
 
 /* "host:port" of the client, or "unix#fd" / "tcp#fd" when it has no address. */
@@ -78,12 +79,19 @@ stream_engine_create(struct ioc_reactor *r, void *sc, const char *peer, const ch
 /* destroy, recv_buf, recv_done, out_iov, sent, finished, abort: see target_stream.h */
 IOC_TARGET_STREAM_ADAPTERS(nbd_conn)
 
+static bool
+stream_out_file(void *engine, int *fd, uint64_t *off, size_t *len)
+{
+    return nbd_conn_out_file(engine, fd, off, len);
+}
+
 static const struct ioc_target_stream_ops g_nbd_stream_ops = {
     .name = "nbd",
     .send_iov_max = NBD_SEND_IOV,
     .conn_name = stream_conn_name,
     .engine_create = stream_engine_create,
     IOC_TARGET_STREAM_ADAPTER_OPS(nbd_conn),
+    .out_file = stream_out_file,
 };
 
 /* ------------------------------------------------------- export removal */

@@ -235,6 +235,66 @@ test_target_outq_drop_retires_in_order(void **state)
     assert_ptr_equal(q.head, &a.out);
 }
 
+/*
+ * A piece with file bytes: the iovecs stop after its header, the file range
+ * shows once the header is out, partial splices move through it, and the
+ * next piece's iovecs come after its last file byte.
+ */
+static void
+test_target_outq_file_piece(void **state)
+{
+    struct ioc_target_outq q;
+    struct piece a, b, c;
+    const size_t la[] = {2}, lb[] = {3}, lc[] = {1};
+    char buf[64];
+    uint64_t off;
+    size_t len;
+    int fd;
+    int n;
+
+    (void)state;
+    ioc_target_outq_init(&q);
+    piece_init(&a, "ab", la, 1);
+    piece_init(&b, "HDR", lb, 1);
+    piece_init(&c, "z", lc, 1);
+    ioc_target_outq_append(&q, &a.out);
+    ioc_target_outq_append_file(&q, &b.out, 7, 4096, 100);
+    ioc_target_outq_append(&q, &c.out);
+    assert_int_equal(b.out.len, 103);
+    assert_false(ioc_target_outq_file(&q, &fd, &off, &len));
+    pending(&q, 16, buf, sizeof(buf), &n);
+    assert_string_equal(buf, "abHDR"); /* not "z": the file bytes come first */
+    ioc_target_outq_sent(&q, 4);       /* "ab" and "HD" */
+    assert_int_equal(a.done_order, 1);
+    assert_false(ioc_target_outq_file(&q, &fd, &off, &len));
+    pending(&q, 16, buf, sizeof(buf), &n);
+    assert_string_equal(buf, "R");
+    ioc_target_outq_sent(&q, 1);
+    pending(&q, 16, buf, sizeof(buf), &n);
+    assert_int_equal(n, 0);
+    assert_true(ioc_target_outq_file(&q, &fd, &off, &len));
+    assert_int_equal(fd, 7);
+    assert_int_equal(off, 4096);
+    assert_int_equal(len, 100);
+    ioc_target_outq_sent(&q, 60); /* a partial splice */
+    assert_true(ioc_target_outq_file(&q, &fd, &off, &len));
+    assert_int_equal(off, 4156);
+    assert_int_equal(len, 40);
+    assert_int_equal(b.done_order, 0);
+    ioc_target_outq_sent(&q, 40);
+    assert_int_equal(b.done_order, 2);
+    assert_false(ioc_target_outq_file(&q, &fd, &off, &len));
+    pending(&q, 16, buf, sizeof(buf), &n);
+    assert_string_equal(buf, "z");
+    /* a reused piece appended without a file is plain again */
+    ioc_target_outq_sent(&q, 1);
+    ioc_target_outq_append(&q, &b.out);
+    assert_int_equal(b.out.len, 3);
+    assert_false(ioc_target_outq_file(&q, &fd, &off, &len));
+    pending(&q, 16, buf, sizeof(buf), &n);
+    assert_string_equal(buf, "HDR");
+}
+
 int
 main(void)
 {
@@ -245,6 +305,7 @@ main(void)
         cmocka_unit_test_setup(test_target_outq_sent_zero_keeps_everything, setup),
         cmocka_unit_test_setup(test_target_outq_done_appends_behind, setup),
         cmocka_unit_test_setup(test_target_outq_drop_retires_in_order, setup),
+        cmocka_unit_test_setup(test_target_outq_file_piece, setup),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
