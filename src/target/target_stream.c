@@ -12,7 +12,14 @@
  *   - sendmsg carries everything queued (up to send_iov_max iovecs) and is
  *     posted from ioc_target_stream_conn_process(), which the engine runs as
  *     a deferred call, so all replies completed in one reactor iteration
- *     leave in one syscall. A partial send continues where it stopped.
+ *     leave in one syscall. A partial send continues where it stopped;
+ *   - a small batch may be held back for up to --coalesce-us while the
+ *     connection's traffic shows that holding costs its client nothing
+ *     (conn_hold, target_coalesce.h), so that several batches leave as one;
+ *   - file bytes in the output (a large READ's data, target_outq.h) are
+ *     spliced from the file through a pipe into the socket on the reactor
+ *     thread (conn_splice); the socket is non-blocking from then on, and a
+ *     full socket is waited for with POLLOUT, which counts as the send.
  *
  * Moving (iSCSI: a connection joins a session that lives on another reactor,
  * iscsi_sess.c): once no recv or send is in flight, the bytes the engine has
