@@ -2,8 +2,8 @@
  * ioc/common.h - included first by every .c file in ioc.
  *
  * Feature macros (so glibc exposes what we use), and the few helpers that
- * every subsystem shares: container_of, array sizes, likely/unlikely and the
- * scope-cleanup attribute for scratch memory.
+ * every subsystem shares: container_of, array sizes, likely/unlikely, the
+ * scope-cleanup attribute for scratch memory and the length of an iovec array.
  */
 #ifndef IOC_COMMON_H
 #define IOC_COMMON_H
@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #define IOC_VERSION "0.1.0"
 
@@ -47,5 +48,17 @@ ioc_steal_ptr_impl(void **pp)
     return p;
 }
 #define ioc_steal_ptr(pp) ioc_steal_ptr_impl((void **)(pp))
+
+/* The bytes the first cnt iovecs of iov cover. */
+static inline size_t
+ioc_iov_len(const struct iovec *iov, size_t cnt)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cnt; i++) {
+        n += iov[i].iov_len;
+    }
+    return n;
+}
 
 #endif /* IOC_COMMON_H */

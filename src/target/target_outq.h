@@ -63,10 +63,8 @@ ioc_target_outq_empty(const struct ioc_target_outq *q)
 static inline void
 ioc_target_outq_append(struct ioc_target_outq *q, struct ioc_target_out *o)
 {
-    o->len = o->file_len = 0;
-    for (int i = 0; i < o->iovcnt; i++) {
-        o->len += o->iov[i].iov_len;
-    }
+    o->len = ioc_iov_len(o->iov, (size_t)o->iovcnt);
+    o->file_len = 0;
     o->next = NULL;
     *q->tail = o;
     q->tail = &o->next;

@@ -201,17 +201,6 @@ conn_flush_timer(void *arg)
     }
 }
 
-static size_t
-iov_bytes(const struct iovec *iov, int n)
-{
-    size_t len = 0;
-
-    for (int i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
-}
-
 /*
  * Hold the n queued iovecs back (target_coalesce.h)? Only small batches are
  * held, only while the connection's traffic says holding costs the client
@@ -225,7 +214,7 @@ conn_hold(struct stream_conn *sc, int n)
     uint64_t now;
 
     if (us == 0 || sc->flush_due || n >= sc->ts->ops->send_iov_max / 2 ||
-        iov_bytes(sc->iov, n) >= STREAM_HOLD_MAX_BYTES ||
+        ioc_iov_len(sc->iov, (size_t)n) >= STREAM_HOLD_MAX_BYTES ||
         !ioc_coalesce_holding(&sc->coalesce, ioc_reactor_iter_ns())) {
         return false;
     }

@@ -105,17 +105,6 @@ iov_trim_front(struct iovec *iov, unsigned *cnt, size_t len)
     *cnt -= skip;
 }
 
-static uint64_t
-iov_len(const struct iovec *iov, unsigned cnt)
-{
-    uint64_t n = 0;
-
-    for (unsigned i = 0; i < cnt; i++) {
-        n += iov[i].iov_len;
-    }
-    return n;
-}
-
 /* ------------------------------------------------------------ completion */
 
 static void
@@ -189,7 +178,7 @@ static int
 req_rw(struct vhost_req *req, const struct virtio_blk_outhdr *h, bool write)
 {
     struct vhost_dev *dev = req->vq->dev;
-    uint64_t len = iov_len(req->data, (unsigned)req->nr_data);
+    uint64_t len = ioc_iov_len(req->data, (size_t)req->nr_data);
 
     if (write && dev->read_only) {
         return VIRTIO_BLK_S_IOERR;
@@ -219,7 +208,7 @@ req_discard_wz(struct vhost_req *req, bool wz)
     if (!ioc_bdev_supports(dev->bdev, type)) {
         return VIRTIO_BLK_S_UNSUPP;
     }
-    if (iov_len(req->data, (unsigned)req->nr_data) != sizeof(seg) ||
+    if (ioc_iov_len(req->data, (size_t)req->nr_data) != sizeof(seg) ||
         !iov_read(req->data, (unsigned)req->nr_data, &seg, sizeof(seg))) {
         return VIRTIO_BLK_S_UNSUPP; /* several segments: not advertised */
     }
