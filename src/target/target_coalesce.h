@@ -62,7 +62,7 @@ struct ioc_coalesce {
 /** A connection starts with a BASE phase at its first traffic. */
 void ioc_coalesce_init(struct ioc_coalesce *c);
 
-/** Count bytes received or sent at time now (ns, monotonic). */
+/** Count bytes received or sent; the phase they fall in is the current one. */
 static inline void
 ioc_coalesce_account(struct ioc_coalesce *c, size_t bytes)
 {

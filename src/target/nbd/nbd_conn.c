@@ -390,9 +390,9 @@ req_reply(struct nbd_req *req)
  * A large READ whose bytes the bdev can hand over as a file range (the
  * buffered file bdev, the range in the page cache): reply with the header
  * and let the transport splice the data from the file to the socket, which
- * spares the read into req->buf and the copy out of it, about half of the
- * server's CPU per 128 KiB read (docs/design-notes.md). No bdev IO: the
- * request is done once its reply is sent.
+ * spares the read into req->buf and the copy out of it (paired 128 KiB reads:
+ * 0.69 of the server's CPU per read, 1.43x the IOPS; docs/design-notes.md).
+ * No bdev IO: the request is done once its reply is sent.
  */
 static bool
 req_reply_by_splice(struct nbd_req *req)
