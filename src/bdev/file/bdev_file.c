@@ -263,7 +263,12 @@ file_write_inline(struct file_disk *disk, struct ioc_bdev_io *io)
                 ioc_bdev_io_complete_deferred(io, 0);
                 return true;
             }
-            file_ctx(io)->done = (uint64_t)n; /* io_uring writes the rest */
+            /* io_uring writes the rest; file_submit_rw can resume mid-buffer
+             * only with one iovec, so with several it writes all of them
+             * again (the same bytes at the same offsets) */
+            if (io->iovcnt == 1) {
+                file_ctx(io)->done = (uint64_t)n;
+            }
             return false;
         }
         atomic_store_explicit(&disk->write_path, FILE_WRITE_INLINE, memory_order_relaxed);
