@@ -404,6 +404,19 @@ ioc_target_stream_conn_process(void *ctx)
     }
 }
 
+/*
+ * A recv or sendmsg that completed with EAGAIN: possible only once the socket
+ * is non-blocking (splicing) and io_uring, after a poll wake-up that found
+ * nothing to do, retried it on a worker thread, where a non-blocking socket
+ * answers EAGAIN instead of waiting. Nothing was transferred: post it again
+ * (a new request arms a new poll).
+ */
+static void
+conn_retry_after_eagain(struct stream_conn *sc)
+{
+    ioc_target_stream_conn_process(sc);
+}
+
 static void
 conn_recv_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 {
@@ -411,6 +424,10 @@ conn_recv_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 
     (void)cqe_flags;
     sc->recv_posted = false;
+    if (res == -EAGAIN) {
+        conn_retry_after_eagain(sc);
+        return;
+    }
     if (res > 0) {
         ioc_coalesce_account(&sc->coalesce, (size_t)res);
     }
@@ -424,6 +441,10 @@ conn_send_done(struct ioc_uring_req *req, int res, uint32_t cqe_flags)
 
     (void)cqe_flags;
     sc->send_posted = false;
+    if (res == -EAGAIN) {
+        conn_retry_after_eagain(sc);
+        return;
+    }
     if (res > 0) {
         ioc_coalesce_account(&sc->coalesce, (size_t)res);
     }
