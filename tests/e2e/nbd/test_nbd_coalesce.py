@@ -26,7 +26,7 @@ def holds(d):
 
 def randread(fio, uri, qd):
     job = fio_run(fio, uri, "--rw=randread", "--bs=4k", f"--iodepth={qd}", "--time_based",
-                  "--runtime=3", "--size=64M", "--norandommap", "--randrepeat=0")
+                  "--runtime=2", "--size=64M", "--norandommap", "--randrepeat=0")
     return job["read"]["total_ios"]
 
 
@@ -38,7 +38,7 @@ def test_nbd_coalesce_engages_at_qd32_and_keeps_the_data(make_iocd):
     ios = randread(fio, uri, 32)
     h1 = holds(d)
     assert ios > 0
-    assert h1 > h0, "no reply was held back during 3 s of QD32 reads"
+    assert h1 > h0, "no reply was held back during 2 s of QD32 reads"
     # verified writes and reads at QD32 while replies are held
     job = fio_run(fio, uri, "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=48M",
                   "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1")
