@@ -7,7 +7,10 @@
  * (ioc_target_outq_iov) for ONE sendmsg, and reports how many bytes went
  * out (ioc_target_outq_sent): every piece whose bytes are all sent is popped
  * and retired through its done(); a partial send leaves `off` inside the
- * head, so the next iovec array resumes mid-iovec.
+ * head, so the next iovec array resumes mid-iovec. A piece may end with a
+ * range of a file instead of memory (a large READ's data): the iovec array
+ * stops before it, and once it is the head the transport splices the range
+ * (ioc_target_outq_file) and reports those bytes the same way.
  *
  * Used by the NBD and iSCSI engines (nbd_conn.c, iscsi_conn.c). Append and
  * pop run per reply, so they are inline; the walks run once per send.
