@@ -96,6 +96,7 @@ struct ioc_reactor {
 
     struct ioc_deferred *defer_head;
     struct ioc_deferred **defer_tail;
+    unsigned defer_count;    /* queued deferred calls */
     struct ioc_poller *pollers;
     unsigned dead_pollers;
     struct ioc_timer *timers; /* sorted by when_ns */
@@ -280,23 +281,56 @@ ioc_reactor_defer(struct ioc_reactor *r, struct ioc_deferred *d, ioc_deferred_fn
     d->next = NULL;
     *r->defer_tail = d;
     r->defer_tail = &d->next;
+    r->defer_count++;
 }
 
+void
+ioc_reactor_defer_cancel(struct ioc_reactor *r, struct ioc_deferred *d)
+{
+    assert(r == t_reactor);
+    if (!d->queued) {
+        return;
+    }
+    for (struct ioc_deferred **pp = &r->defer_head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            if (r->defer_tail == &d->next) {
+                r->defer_tail = pp;
+            }
+            d->next = NULL;
+            d->queued = false;
+            r->defer_count--;
+            return;
+        }
+    }
+    assert(!"a queued deferred call is on its reactor's list");
+}
+
+/*
+ * Run the calls queued so far, one at a time off the head of the list, so
+ * that a call may cancel any other still queued (an object freed by one call
+ * takes its own deferred call off the list: ioc_reactor_defer_cancel); calls
+ * queued meanwhile run in the next round. A round runs at most as many calls
+ * as were queued when it began, so a call that re-queues itself cannot keep
+ * a round going.
+ */
 static bool
 reactor_run_deferred(struct ioc_reactor *r)
 {
     bool did = false;
 
     for (int round = 0; round < REACTOR_MAX_DEFER_ROUNDS && r->defer_head != NULL; round++) {
-        struct ioc_deferred *d = r->defer_head;
+        for (unsigned n = r->defer_count; n > 0 && r->defer_head != NULL; n--) {
+            struct ioc_deferred *d = r->defer_head;
 
-        r->defer_head = NULL;
-        r->defer_tail = &r->defer_head;
-        while (d != NULL) {
-            struct ioc_deferred *next = d->next;
+            r->defer_head = d->next;
+            if (r->defer_head == NULL) {
+                r->defer_tail = &r->defer_head;
+            }
+            d->next = NULL;
             d->queued = false;
+            r->defer_count--;
             d->fn(d);
-            d = next;
         }
         did = true;
     }

@@ -175,6 +175,13 @@ ioc_uring_sqe_set_req(struct io_uring_sqe *sqe, struct ioc_uring_req *req)
 void ioc_reactor_defer(struct ioc_reactor *r, struct ioc_deferred *d, ioc_deferred_fn fn);
 
 /**
+ * Take d off r's queue if it is queued (it will not run); a no-op otherwise.
+ * For an object freed while its deferred call may still be pending. On r's
+ * thread; O(queued calls).
+ */
+void ioc_reactor_defer_cancel(struct ioc_reactor *r, struct ioc_deferred *d);
+
+/**
  * Send fn(arg) to run on reactor r. Thread safe, callable from any thread,
  * including non-reactor threads. Returns 0 or -ENOMEM.
  */

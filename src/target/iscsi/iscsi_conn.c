@@ -1240,6 +1240,11 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
     }
     *cp = NULL;
     assert(c->io_inflight == 0);
+    /* The transport destroys us from process(), which conn_deferred() calls
+     * right after dropping the output of an aborted connection: the retired
+     * pieces kick us again. Found by bench/iscsi.sh: iscsi-perf stopped by
+     * SIGINT mid-run made iocd run this freed conn's deferred call. */
+    ioc_reactor_defer_cancel(c->reactor, &c->defer);
     ioc_target_outq_drop(&c->outq);
     for (unsigned i = 0; i < ISCSI_MAX_TASKS; i++) {
         scsi_task_buf_free(&c->tasks[i].scsi);

@@ -61,6 +61,94 @@ test_ioc_reactor_defer_runs_once(void **state)
     assert_int_equal(g_deferred_runs, 1);
 }
 
+/* Deferred calls that record their order, and one that cancels another. */
+struct order_call {
+    struct ioc_deferred d;
+    int id;
+    struct ioc_deferred *cancel; /* taken off the queue when this one runs */
+    bool requeue;                /* queues itself again when it runs */
+};
+
+static int g_order[16];
+static int g_order_n;
+
+static void
+order_deferred(struct ioc_deferred *d)
+{
+    struct order_call *c = ioc_container_of(d, struct order_call, d);
+
+    if (g_order_n < (int)IOC_ARRAY_SIZE(g_order)) {
+        g_order[g_order_n] = c->id;
+    }
+    g_order_n++;
+    if (c->cancel != NULL) {
+        ioc_reactor_defer_cancel(g_r, c->cancel);
+    }
+    if (c->requeue) {
+        ioc_reactor_defer(g_r, &c->d, order_deferred);
+    }
+}
+
+static void
+test_ioc_reactor_defer_cancel(void **state)
+{
+    struct order_call c[5] = {{.id = 1}, {.id = 2}, {.id = 3}, {.id = 4}, {.id = 5}};
+
+    (void)state;
+    g_order_n = 0;
+    for (int i = 0; i < 4; i++) {
+        ioc_reactor_defer(g_r, &c[i].d, order_deferred);
+    }
+    ioc_reactor_defer_cancel(g_r, &c[0].d); /* the head */
+    ioc_reactor_defer_cancel(g_r, &c[2].d); /* the middle */
+    ioc_reactor_defer_cancel(g_r, &c[3].d); /* the tail: the next one queued goes after 2 */
+    ioc_reactor_defer_cancel(g_r, &c[3].d); /* not queued: nothing */
+    assert_false(c[0].d.queued);
+    assert_true(c[1].d.queued);
+    ioc_reactor_defer(g_r, &c[4].d, order_deferred);
+    ioc_reactor_poll_once(g_r);
+    assert_int_equal(g_order_n, 2);
+    assert_int_equal(g_order[0], 2);
+    assert_int_equal(g_order[1], 5);
+}
+
+/* The shape of the bug it fixes: a call frees an object whose call is queued after it. */
+static void
+test_ioc_reactor_defer_cancel_from_a_running_call(void **state)
+{
+    struct order_call c[3] = {{.id = 1}, {.id = 2}, {.id = 3}};
+
+    (void)state;
+    g_order_n = 0;
+    c[0].cancel = &c[1].d;
+    for (int i = 0; i < 3; i++) {
+        ioc_reactor_defer(g_r, &c[i].d, order_deferred);
+    }
+    ioc_reactor_poll_once(g_r);
+    assert_int_equal(g_order_n, 2);
+    assert_int_equal(g_order[0], 1);
+    assert_int_equal(g_order[1], 3);
+    assert_false(c[1].d.queued);
+}
+
+/* A call that queues itself again runs once per round, not forever. */
+static void
+test_ioc_reactor_defer_requeue_is_bounded(void **state)
+{
+    struct order_call c = {.id = 7, .requeue = true};
+
+    (void)state;
+    g_order_n = 0;
+    ioc_reactor_defer(g_r, &c.d, order_deferred);
+    ioc_reactor_poll_once(g_r);
+    /* one run per round, REACTOR_MAX_DEFER_ROUNDS (64) rounds at most */
+    assert_true(g_order_n >= 1 && g_order_n <= 64);
+    assert_true(c.d.queued);
+    c.requeue = false;
+    ioc_reactor_poll_once(g_r);
+    assert_false(c.d.queued);
+}
+
 static void
 msg_set_flag(void *arg)
 {
@@ -314,6 +402,12 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ioc_reactor_defer_runs_once, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_defer_cancel, setup_local,
+                                        teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_defer_cancel_from_a_running_call,
+                                        setup_local, teardown_local),
+        cmocka_unit_test_setup_teardown(test_ioc_reactor_defer_requeue_is_bounded, setup_local,
                                         teardown_local),
         cmocka_unit_test_setup_teardown(test_ioc_reactor_send_msg_local, setup_local,
                                         teardown_local),
