@@ -1240,11 +1240,6 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
     }
     *cp = NULL;
     assert(c->io_inflight == 0);
-    /* The transport destroys us from process(), which conn_deferred() calls
-     * right after dropping the output of an aborted connection: the retired
-     * pieces kick us again. Found by bench/iscsi.sh: iscsi-perf stopped by
-     * SIGINT mid-run made iocd run this freed conn's deferred call. */
-    ioc_reactor_defer_cancel(c->reactor, &c->defer);
     ioc_target_outq_drop(&c->outq);
     for (unsigned i = 0; i < ISCSI_MAX_TASKS; i++) {
         scsi_task_buf_free(&c->tasks[i].scsi);
@@ -1257,6 +1252,12 @@ iscsi_conn_destroy(struct iscsi_conn **cp)
     iscsi_text_free(&c->login_out);
     free(c->tasks);
     free(c->rbuf);
+    /* Last, after everything that may kick us (the output just dropped): the
+     * transport destroys us from process(), which conn_deferred() calls right
+     * after dropping the output of an aborted connection, whose retired
+     * pieces kick us again. Found by bench/iscsi.sh: iscsi-perf cut off
+     * mid-run made iocd run this freed conn's deferred call. */
+    ioc_reactor_defer_cancel(c->reactor, &c->defer);
     free(c);
 }
 

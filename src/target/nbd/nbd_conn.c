@@ -951,9 +951,6 @@ nbd_conn_destroy(struct nbd_conn **cp)
         return;
     }
     assert(c->io_inflight == 0);
-    /* The transport destroys us from process(), which a send completed in it
-     * (a splice, target_stream.c) may just have made kick us again. */
-    ioc_reactor_defer_cancel(c->reactor, &c->defer);
     /* Requests still queued for output are freed directly: req_put() would kick. */
     while (!ioc_target_outq_empty(&c->outq)) {
         struct ioc_target_out *o = ioc_target_outq_pop(&c->outq);
@@ -975,5 +972,8 @@ nbd_conn_destroy(struct nbd_conn **cp)
     }
     free(c->hs_buf);
     free(c->rbuf);
+    /* The transport destroys us from process(), which a send completed in it
+     * (a splice, target_stream.c) may just have made kick us again. */
+    ioc_reactor_defer_cancel(c->reactor, &c->defer);
     free(c);
 }
