@@ -5,6 +5,8 @@ digests negotiated by qemu's iscsi driver."""
 import os
 import socket
 import struct
+import subprocess
+import time
 
 from iscsi_util import IscsiIocd, need_qemu_iscsi
 from ioc_e2e import free_port, need, run
@@ -120,9 +122,6 @@ def test_iscsi_initiator_killed_mid_run(make_iocd, tmp_path, procs):
     whose initiator is cut off by `timeout`, or a shell loop of kill -9
     crashed it within 2-5 runs; this test caught it in 1 of 3 tries, and
     tests/unit/core/reactor_test.c covers the cancel the fix relies on)."""
-    import subprocess
-    import time
-
     perf = need("iscsi-perf")
     # quiet logs: the info line of each closing session changed the timing
     # enough to hide the crash

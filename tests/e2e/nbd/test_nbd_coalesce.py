@@ -24,22 +24,27 @@ def holds(d):
     return sum(r["holds"] for r in d.rpc("reactor_stats"))
 
 
-def randread(fio, uri, qd):
+def malloc_iocd(make_iocd, *args):
+    d = make_iocd(*args)
+    return d, d.malloc_export("v", size="64MiB")
+
+
+def reads_and_holds(fio, d, uri, qd):
+    """2 s of 4k random reads at queue depth qd: (reads done, holds meanwhile)."""
+    h0 = holds(d)
     job = fio_run(fio, uri, "--rw=randread", "--bs=4k", f"--iodepth={qd}", "--time_based",
                   "--runtime=2", "--size=64M", "--norandommap", "--randrepeat=0")
-    return job["read"]["total_ios"]
+    return job["read"]["total_ios"], holds(d) - h0
 
 
 def test_nbd_coalesce_engages_at_qd32_and_keeps_the_data(make_iocd):
     fio = need("fio")
-    d = make_iocd()
-    uri = d.malloc_export("v", size="64MiB")
-    h0 = holds(d)
-    ios = randread(fio, uri, 32)
-    h1 = holds(d)
+    d, uri = malloc_iocd(make_iocd)
+    ios, held = reads_and_holds(fio, d, uri, 32)
     assert ios > 0
-    assert h1 > h0, "no reply was held back during 2 s of QD32 reads"
+    assert held > 0, "no reply was held back during 2 s of QD32 reads"
     # verified writes and reads at QD32 while replies are held
+    h1 = holds(d)
     job = fio_run(fio, uri, "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=48M",
                   "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1")
     assert job["write"]["io_bytes"] >= 48 * MiB
@@ -48,11 +53,8 @@ def test_nbd_coalesce_engages_at_qd32_and_keeps_the_data(make_iocd):
 
 def test_nbd_coalesce_stays_off_at_qd1(make_iocd):
     fio = need("fio")
-    d = make_iocd()
-    uri = d.malloc_export("v", size="64MiB")
-    h0 = holds(d)
-    ios = randread(fio, uri, 1)
-    held = holds(d) - h0
+    d, uri = malloc_iocd(make_iocd)
+    ios, held = reads_and_holds(fio, d, uri, 1)
     assert ios > 1000
     # a few 5 ms probes (the first after 0.1 s, then 0.2, 0.4 ...) and nothing else
     assert held * 100 < ios * 2, f"{held} holds for {ios} QD1 reads"
@@ -60,8 +62,7 @@ def test_nbd_coalesce_stays_off_at_qd1(make_iocd):
 
 def test_nbd_coalesce_off(make_iocd):
     fio = need("fio")
-    d = make_iocd("--coalesce-us", "0")
-    uri = d.malloc_export("v", size="64MiB")
-    ios = randread(fio, uri, 32)
+    d, uri = malloc_iocd(make_iocd, "--coalesce-us", "0")
+    ios, _ = reads_and_holds(fio, d, uri, 32)
     assert ios > 0
     assert holds(d) == 0
