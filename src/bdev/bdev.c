@@ -264,6 +264,16 @@ ioc_bdev_splice_source(const struct ioc_bdev *bdev, uint64_t offset, uint64_t le
     return bdev->ops->splice_source((struct ioc_bdev *)bdev, offset, len, fd, file_offset);
 }
 
+void *
+ioc_bdev_write_window(const struct ioc_bdev *bdev, uint64_t offset, uint64_t len)
+{
+    if (len == 0 || offset > bdev->size || len > bdev->size - offset ||
+        bdev->ops->write_window == NULL) {
+        return NULL;
+    }
+    return bdev->ops->write_window((struct ioc_bdev *)bdev, offset, len);
+}
+
 bool
 ioc_bdev_fast_zero(const struct ioc_bdev *bdev)
 {

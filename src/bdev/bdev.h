@@ -132,6 +132,17 @@ bool ioc_bdev_supports(const struct ioc_bdev *bdev, enum ioc_io_type type);
  */
 int ioc_bdev_splice_source(const struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd,
                            uint64_t *file_offset);
+/**
+ * Where a WRITE of [offset, offset + len) may have its bytes received in
+ * place (bdev_module.h, write_window), or NULL: use a buffer. The bytes are
+ * visible to readers as soon as they are stored, as with a WRITE in flight.
+ * Only the kernel may store there, by recv(2) and the like: where the store
+ * cannot be backed (a full disk under a sparse file, a file truncated
+ * behind iocd's back) the syscall fails with EFAULT, where a store by the CPU
+ * would kill the daemon with SIGBUS. Valid while the caller holds a
+ * reference to the bdev; the caller has checked that the WRITE is allowed.
+ */
+void *ioc_bdev_write_window(const struct ioc_bdev *bdev, uint64_t offset, uint64_t len);
 /** Whether WRITE_ZEROES is cheap (no data written), so FAST_ZERO can succeed. */
 bool ioc_bdev_fast_zero(const struct ioc_bdev *bdev);
 const char *ioc_io_type_name(enum ioc_io_type type);

@@ -49,6 +49,16 @@ struct ioc_bdev_ops {
      */
     int (*splice_source)(struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd,
                          uint64_t *file_offset);
+
+    /*
+     * Optional. Where the bytes of a WRITE of [offset, offset + len) can be
+     * received in place, so that writing them costs no copy: a pointer into
+     * the bdev's own storage (the file bdev: its page cache, mapped), or NULL
+     * for "use a buffer". A WRITE submitted with exactly that one iovec then
+     * only has to make the bytes as durable as its flags ask. Only when
+     * storing there will not wait for the disk. The range was checked.
+     */
+    void *(*write_window)(struct ioc_bdev *bdev, uint64_t offset, uint64_t len);
 };
 
 struct ioc_bdev {

@@ -195,6 +195,8 @@ req_get(struct nbd_conn *c)
     req->stage = NBD_REQ_IO;
     req->probed = false;
     req->payload_got = 0;
+    req->window = NULL;
+    req->window_end = 0;
     req->nr_desc = 0;
     return req;
 }
@@ -497,6 +499,33 @@ req_submit_failed(struct nbd_req *req, int rc)
     req_reply(req);
 }
 
+/* A WRITE received in place, all of it or (after a fault) a first part. */
+static void
+req_prep_write_in_place(struct nbd_req *req, struct ioc_bdev_io *io, uint32_t ioflags)
+{
+    struct iovec *iov = &io->iov_single;
+    int iovcnt = 1;
+
+    if (req->window_end == req->count) {
+        iov->iov_base = req->window;
+        iov->iov_len = req->count;
+    } else if (req->window_end == 0) {
+        iov->iov_base = req->buf;
+        iov->iov_len = req->count;
+    } else {
+        /* the kernel copies the first part onto itself: harmless, and the
+         * write's result covers the whole range */
+        iov = req->write_iov;
+        iov[0].iov_base = req->window;
+        iov[0].iov_len = req->window_end;
+        iov[1].iov_base = (uint8_t *)req->buf + req->window_end;
+        iov[1].iov_len = req->count - req->window_end;
+        iovcnt = 2;
+    }
+    ioc_bdev_io_prep_rw(io, IOC_IO_WRITE, req->offset, req->count, iov, iovcnt, ioflags,
+                        req_io_done, req);
+}
+
 static void
 req_submit(struct nbd_req *req, enum ioc_io_type type, uint32_t ioflags)
 {
@@ -508,7 +537,9 @@ req_submit(struct nbd_req *req, enum ioc_io_type type, uint32_t ioflags)
         req_submit_failed(req, -ENOMEM);
         return;
     }
-    if (type == IOC_IO_READ || type == IOC_IO_WRITE) {
+    if (type == IOC_IO_WRITE && req->window != NULL) {
+        req_prep_write_in_place(req, io, ioflags);
+    } else if (type == IOC_IO_READ || type == IOC_IO_WRITE) {
         io->iov_single.iov_base = req->buf;
         io->iov_single.iov_len = req->count;
         ioc_bdev_io_prep_rw(io, type, req->offset, req->count, &io->iov_single, 1, ioflags,
@@ -750,6 +781,9 @@ parse_request(struct nbd_conn *c, const uint8_t *p, size_t avail)
     req->payload_got = (uint32_t)IOC_MIN(avail - sizeof(rq), (size_t)info.count);
     if (req->payload_got > 0) {
         memcpy(req->buf, p + sizeof(rq), req->payload_got);
+    } else if (c->header_only && req->error == 0) {
+        req->window = ioc_bdev_write_window(c->bdev, info.offset, info.count);
+        req->window_end = req->window != NULL ? info.count : 0;
     }
     if (req->payload_got < info.count) {
         c->payload_req = req;
@@ -803,6 +837,11 @@ nbd_conn_recv_buf(struct nbd_conn *c, void **buf, size_t *len)
 {
     struct nbd_req *req = c->payload_req;
 
+    if (c->state == NBD_CONN_PAYLOAD && req->payload_got < req->window_end) {
+        *buf = req->window + req->payload_got;
+        *len = req->window_end - req->payload_got;
+        return true;
+    }
     if (c->state == NBD_CONN_PAYLOAD) {
         *buf = (uint8_t *)req->buf + req->payload_got;
         *len = req->count - req->payload_got;
@@ -841,10 +880,32 @@ conn_payload_done(struct nbd_conn *c, size_t n)
     req_start(req);
 }
 
+/*
+ * A recv into the page cache that could not store (EFAULT: no space for a
+ * sparse file's page, the file truncated): the rest of the payload goes into
+ * the buffer, and the WRITE of both parts reports what the file system says.
+ */
+static bool
+conn_window_fault(struct nbd_conn *c, ssize_t n)
+{
+    struct nbd_req *req = c->payload_req;
+
+    if (n != -EFAULT || c->state != NBD_CONN_PAYLOAD || req->payload_got >= req->window_end) {
+        return false;
+    }
+    IOC_INFO("nbd", "client %s: WRITE at %" PRIu64 ": cannot receive in place after %u bytes; "
+             "the rest goes through a buffer", c->peer, req->offset, req->payload_got);
+    req->window_end = req->payload_got;
+    return true;
+}
+
 void
 nbd_conn_recv_done(struct nbd_conn *c, ssize_t n)
 {
     conn_kick(c);
+    if (conn_window_fault(c, n)) {
+        return; /* the kick posts the next recv, into the buffer */
+    }
     if (n <= 0) {
         if (c->state != NBD_CONN_CLOSING || c->io_inflight > 0 ||
             !ioc_target_outq_empty(&c->outq)) {

@@ -57,6 +57,9 @@ struct nbd_req {
     enum nbd_req_stage stage;
     bool probed;           /* READ: the hole probe ran */
     uint32_t payload_got;  /* WRITE: payload bytes received so far */
+    uint8_t *window;       /* WRITE: receive the payload in place (ioc_bdev_write_window) */
+    uint32_t window_end;   /* ... its bytes [0, window_end); the rest into buf */
+    struct iovec write_iov[2]; /* WRITE partly in place: the two parts */
     int error;             /* -errno for the reply, 0 = success */
     bool hole;             /* READ: reply with one OFFSET_HOLE chunk */
     uint32_t nr_desc;      /* BLOCK_STATUS: descriptors in buf */

@@ -955,6 +955,71 @@ test_nbd_conn_read_hole_on_sparse_file(void **state)
     unlink(path);
 }
 
+/*
+ * A large WRITE to a cached file is received in place (into the file's
+ * mapping); a store that faults there (the transport's recv says EFAULT)
+ * sends the rest of the payload into the request's buffer, and the WRITE
+ * of both parts leaves every byte in the file.
+ */
+static void
+test_nbd_conn_write_in_place_and_fault(void **state)
+{
+    enum { LEN = 128 * 1024, HALF = 48 * 1024 };
+    char path[] = "/tmp/nbd_conn_test_XXXXXX";
+    struct ioc_bdev_file_opts fo = {.name = "nbdfile1", .path = path};
+    static uint8_t payload[2][LEN], zero[4u << 20];
+    struct harness h;
+    void *buf;
+    size_t room;
+    int fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, zero, sizeof(zero), 0), (ssize_t)sizeof(zero)); /* cached */
+    assert_int_equal(ioc_bdev_file_create(&fo, NULL), 0);
+    assert_int_equal(ioc_nbd_export_add("f1", "nbdfile1", false, NULL), 0);
+    h_connect(&h, "f1", false, false);
+    for (int k = 0; k < 2; k++) {
+        struct nbd_request rq = {htobe32(NBD_REQUEST_MAGIC), 0, htobe16(NBD_CMD_WRITE),
+                                 htobe64((uint64_t)k + 1), htobe64((uint64_t)k * LEN + 512),
+                                 htobe32(LEN)};
+        struct ioc_bdev *bdev = ioc_bdev_get_by_name("nbdfile1");
+        uint8_t *window = ioc_bdev_write_window(bdev, (uint64_t)k * LEN + 512, LEN);
+
+        ioc_bdev_put(&bdev);
+        assert_non_null(window);
+        memset(payload[k], 0x61 + k, LEN);
+        assert_int_equal(h_feed(&h, &rq, sizeof(rq)), sizeof(rq));
+        assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+        assert_ptr_equal(buf, window);
+        assert_int_equal(room, LEN);
+        if (k == 0) {
+            assert_int_equal(h_feed(&h, payload[k], LEN), LEN);
+        } else {
+            memcpy(buf, payload[k], HALF);
+            nbd_conn_recv_done(h.c, HALF);
+            nbd_conn_recv_done(h.c, -EFAULT);
+            assert_true(nbd_conn_recv_buf(h.c, &buf, &room));
+            assert_ptr_not_equal(buf, window + HALF);
+            assert_int_equal(room, LEN - HALF);
+            assert_int_equal(h_feed(&h, payload[k] + HALF, LEN - HALF), LEN - HALF);
+        }
+        assert_int_equal(h_simple(&h, (uint64_t)k + 1), 0);
+    }
+    h_req(&h, 0, NBD_CMD_READ, 9, 512, 2 * LEN, NULL);
+    assert_int_equal(h_simple(&h, 9), 0);
+    assert_memory_equal(h_read(&h, LEN), payload[0], LEN);
+    assert_memory_equal(h_read(&h, LEN), payload[1], LEN);
+    h_fini(&h);
+    assert_int_equal(ioc_nbd_export_remove("f1", NULL), 0);
+    assert_int_equal(ioc_bdev_delete("nbdfile1", NULL), 0);
+    assert_int_equal(pread(fd, zero, 2 * LEN, 512), 2 * LEN);
+    assert_memory_equal(zero, payload[0], LEN);
+    assert_memory_equal(zero + LEN, payload[1], LEN);
+    close(fd);
+    unlink(path);
+}
+
 /* The transport must hear about the last IO completing after an abort. */
 static void
 test_regress_nbd_conn_abort_with_io_in_flight_notifies(void **state)
@@ -1030,6 +1095,7 @@ main(void)
         cmocka_unit_test(test_nbd_conn_peer_close_mid_handshake),
         cmocka_unit_test(test_regress_nbd_conn_abort_with_io_in_flight_notifies),
         cmocka_unit_test(test_nbd_conn_read_hole_on_sparse_file),
+        cmocka_unit_test(test_nbd_conn_write_in_place_and_fault),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
