@@ -18,6 +18,10 @@
 #                (VIRTIO_RING_F_EVENT_IDX negotiated, as by default)
 #   iocd-MODE-noeidx  the same with vblk-perf --no-event-idx (ring flags
 #                instead of event indexes), for comparison
+#   iocd-MODE-nomap  the same against a bdev created with map: false (resident
+#                backing; odirect files are never mapped): every read through
+#                io_uring, as before session 6, which shows what the
+#                transport itself costs against direct
 #   iocd2-q2-MODE  the same against a second iocd started with --cores 2,
 #                the client driving 2 queues of its connection
 #                (vblk-perf --queues 2, QD split across them), so each queue
@@ -37,7 +41,7 @@
 #
 # Environment: RUNTIME=5 (seconds per run), REPEATS=3, SIZE_MIB=1024,
 # BACKINGS="resident odirect", SYSTEMS="direct fio iocd-eventfd iocd-busy
-# iocd-adaptive iocd-adaptive-noeidx iocd2-q2-adaptive iocd2-q2-busy qsd nbd",
+# iocd-adaptive iocd-adaptive-noeidx iocd-adaptive-nomap iocd2-q2-adaptive iocd2-q2-busy qsd nbd",
 # BENCH_DIR=/var/tmp/ioc-vhost-bench, IOC_BUILD=build.
 # About (2 workloads x 2 backings x 10 systems x REPEATS x RUNTIME) + 30 s:
 # ~10 minutes by default.
@@ -49,7 +53,7 @@ RUNTIME=${RUNTIME:-5}
 REPEATS=${REPEATS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 BACKINGS=${BACKINGS:-resident odirect}
-SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive iocd-adaptive-noeidx iocd2-q2-adaptive iocd2-q2-busy qsd nbd}
+SYSTEMS=${SYSTEMS:-direct fio iocd-eventfd iocd-busy iocd-adaptive iocd-adaptive-noeidx iocd-adaptive-nomap iocd2-q2-adaptive iocd2-q2-busy qsd nbd}
 WORK=${BENCH_DIR:-/var/tmp/ioc-vhost-bench}
 PY=/usr/bin/python3
 
@@ -95,6 +99,9 @@ for b in odirect resident; do
     rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd-$b.vhost.sock\", \"bdev\": \"$b\"}"
     rpc nbd_export_add "{\"name\": \"$b\", \"bdev\": \"$b\"}"
 done
+rpc bdev_file_create "{\"name\": \"resident-nomap\", \"path\": \"$FILE\", \"direct\": false, \"block_size\": 4096, \"map\": false}"
+rpc vhost_blk_export_add "{\"socket\": \"$WORK/iocd-resident-nomap.vhost.sock\", \"bdev\": \"resident-nomap\"}"
+ln -sf "$WORK/iocd-odirect.vhost.sock" "$WORK/iocd-odirect-nomap.vhost.sock"
 # a second iocd with two reactors: one client's two queues run on both
 "$IOCD" --rpc-socket "$WORK/iocd2.sock" --nbd-listen none --cores 2 \
     "${EXTRA[@]}" --log-level warn 2>"$WORK/iocd2.log" &
@@ -136,16 +143,17 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # run BACKING SYSTEM QD ROUND: one measurement -> $WORK/BACKING-SYSTEM-qdQD-ROUND.json
 run_one() {
     local bk=$1 sys=$2 qd=$3 round=$4 out="$WORK/$1-$2-qd$3-$4.json" spid="" t0 t1
-    local buf=() fdirect=1 eidx=() mode
+    local buf=() fdirect=1 eidx=() mode sock_bk=$1
     if [ "$bk" = resident ]; then buf=(--buffered); fdirect=0; resident_check; fi
     case $sys in iocd-*|nbd) spid=$IOCD_PID ;; iocd2-*) spid=$IOCD2_PID ;; qsd) spid=$QSD_PID ;; esac
     mode=${sys#iocd-}; mode=${mode#iocd2-q2-}
     case $mode in *-noeidx) mode=${mode%-noeidx}; eidx=(--no-event-idx) ;; esac
+    case $mode in *-nomap) mode=${mode%-nomap}; sock_bk=$bk-nomap ;; esac
     [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
     case $sys in
         direct) "$PERF" --file "$FILE" "${buf[@]}" --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" \
                     --json >"$out.client" ;;
-        iocd-*) "$PERF" --socket "$WORK/iocd-$bk.vhost.sock" --mode "$mode" "${eidx[@]}" --rw randread --bs 4k \
+        iocd-*) "$PERF" --socket "$WORK/iocd-$sock_bk.vhost.sock" --mode "$mode" "${eidx[@]}" --rw randread --bs 4k \
                     --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
         iocd2-q2-*) "$PERF" --socket "$WORK/iocd2-$bk.vhost.sock" --queues 2 --mode "$mode" "${eidx[@]}" \
                     --rw randread --bs 4k --qd "$qd" --runtime "$RUNTIME" --json >"$out.client" ;;
@@ -232,6 +240,9 @@ for bk in backings:
             print(f"\n{bk}: adaptive / direct io_uring (QD32): {a / d:.2f}   (goal >= 0.90)")
         if "qsd" in systems:
             print(f"{bk}: adaptive / qemu-storage-daemon (QD32): {a / med('qsd', 32, 'iops'):.2f}   (goal >= 1.20)")
+        if d and "iocd-adaptive-nomap" in systems:
+            print(f"{bk}: adaptive with map: false (every read through io_uring) / direct io_uring "
+                  f"(QD32): {med('iocd-adaptive-nomap', 32, 'iops') / d:.2f}")
     ad = [f"{s} {med(s, 32, 'backoffs'):.0f} ({med(s, 32, 'preempts'):.0f} preempted)"
           for s in systems if "adaptive" in s and s.startswith("iocd")]
     if ad:

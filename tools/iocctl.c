@@ -37,6 +37,7 @@ enum arg_type {
     ARG_COUNT,  /* a non-negative integer */
     ARG_ERRNO,  /* EIO, ENOSPC... or a number, sent as a number */
     ARG_SWITCH, /* an option without a value, sent as true */
+    ARG_SWITCH_OFF, /* an option without a value, sent as false ("--no-X") */
     ARG_LIST,   /* comma-separated words, sent as a JSON array of strings */
 };
 
@@ -102,6 +103,8 @@ static const struct cmd g_cmds[] = {
                 {"--size", "size", ARG_SIZE, false, NULL, "create or grow the file to this size"},
                 {"--block-size", "block_size", ARG_SIZE, false, NULL, "logical block size"},
                 {"--direct", "direct", ARG_SWITCH, false, NULL, "bypass the page cache (O_DIRECT)"},
+                {"--no-map", "map", ARG_SWITCH_OFF, false, NULL,
+                 "no shared mapping: every IO through io_uring"},
             },
     },
     {
@@ -463,6 +466,13 @@ static const struct cmd g_cmds[] = {
 
 /* ---- usage and help ---- */
 
+/* An option without a value. */
+static bool
+arg_is_switch(const struct cmd_arg *a)
+{
+    return a->type == ARG_SWITCH || a->type == ARG_SWITCH_OFF;
+}
+
 static const char *
 arg_metavar(const struct cmd_arg *a)
 {
@@ -487,7 +497,7 @@ cmd_usage(const struct cmd *cmd, FILE *out)
     fprintf(out, "iocctl %s", cmd->path);
     for (const struct cmd_arg *a = cmd->args; a->name != NULL; a++) {
         const char *open = a->required ? "" : "[", *close = a->required ? "" : "]";
-        if (a->name[0] != '-' || a->type == ARG_SWITCH) {
+        if (a->name[0] != '-' || arg_is_switch(a)) {
             fprintf(out, " %s%s%s", open, a->name, close);
         } else {
             fprintf(out, " %s%s %s%s", open, a->name, arg_metavar(a), close);
@@ -506,8 +516,8 @@ cmd_help(const struct cmd *cmd)
     for (const struct cmd_arg *a = cmd->args; a->name != NULL; a++) {
         char left[64];
         snprintf(left, sizeof(left), "%s%s%s", a->name,
-                 a->name[0] == '-' && a->type != ARG_SWITCH ? " " : "",
-                 a->name[0] == '-' && a->type != ARG_SWITCH ? arg_metavar(a) : "");
+                 a->name[0] == '-' && !arg_is_switch(a) ? " " : "",
+                 a->name[0] == '-' && !arg_is_switch(a) ? arg_metavar(a) : "");
         printf("  %-22s %s\n", left, a->help);
     }
     printf("\nglobal options: -s/--rpc-socket PATH, -o/--output table|json, --timeout SECONDS\n");
@@ -733,7 +743,7 @@ cli_option(struct cli *cli, int argc, char **argv, int *i)
     if (idx < 0 && !is_global_option(name)) {
         return usage_error(cli, "unknown option '%s'", name);
     }
-    if (idx >= 0 && cli->cmd->args[idx].type == ARG_SWITCH) {
+    if (idx >= 0 && arg_is_switch(&cli->cmd->args[idx])) {
         if (eq != NULL) {
             return usage_error(cli, "option '%s' takes no value", name);
         }
@@ -789,6 +799,9 @@ arg_to_json(const struct cli *cli, const struct cmd_arg *a, const char *text, js
         return 0;
     case ARG_SWITCH:
         *out = json_true();
+        return 0;
+    case ARG_SWITCH_OFF:
+        *out = json_false();
         return 0;
     case ARG_LIST:
         *out = json_array();

@@ -33,14 +33,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "bdev/bdev_module.h"
 #include "bdev/file/bdev_file.h"
+#include "bdev/file/file_map.h"
 #include "core/log.h"
 
 /* How buffered writes are issued (see file_write_inline). */
@@ -70,11 +69,12 @@ struct file_disk {
     _Atomic uint64_t inline_paused_until; /* ioc_now_ns(); 0 = not paused */
     _Atomic uint64_t slow_window_start;   /* ioc_now_ns() */
     _Atomic uint64_t slow_ns;             /* in slow inline writes since then */
-    /* The whole file mapped shared, for writes received in place
-     * (file_write_window); NULL for O_DIRECT, block devices, or if mmap failed. */
-    uint8_t *map;
-    size_t map_len;
+    /* The whole file mapped shared (file_map.h): writes received in place
+     * (file_write_window), cached reads copied out (file_read_mapped). Not
+     * mapped (map.base NULL): O_DIRECT, block devices, map: false, mmap failed. */
+    struct file_map map;
     _Atomic uint64_t writes_in_place;
+    _Atomic uint64_t reads_mapped;
     char path[4096];
 };
 
@@ -335,7 +335,8 @@ file_write_in_place(struct file_disk *disk, struct ioc_bdev_io *io)
     struct file_io_ctx *ctx = file_ctx(io);
     struct io_uring_sqe *sqe;
 
-    if (disk->map == NULL || io->iovcnt != 1 || io->iov[0].iov_base != disk->map + io->offset ||
+    if (disk->map.base == NULL || io->iovcnt != 1 ||
+        io->iov[0].iov_base != disk->map.base + io->offset ||
         io->iov[0].iov_len != io->length) {
         return false;
     }
@@ -351,6 +352,26 @@ file_write_in_place(struct file_disk *disk, struct ioc_bdev_io *io)
     ctx->req.done = file_misc_done;
     ctx->pending = 1;
     ioc_uring_sqe_set_req(sqe, &ctx->req);
+    return true;
+}
+
+/*
+ * A READ of pages that are all cached, copied out of the mapping on the
+ * reactor thread: no syscall and no page-cache lookup, where an io_uring
+ * read (which also completes inline for cached pages) costs both. Only on a
+ * reactor thread (its signal mask leaves SIGBUS to the guard). Returns true
+ * if the IO was taken (its completion is deferred).
+ */
+static bool
+file_read_mapped(struct file_disk *disk, struct ioc_bdev_io *io)
+{
+    if (disk->map.base == NULL || ioc_reactor_self() == NULL ||
+        !file_map_resident(&disk->map, io->offset, io->length, ioc_reactor_iter_ns()) ||
+        file_map_copy_out(&disk->map, io->offset, io->iov, io->iovcnt) != 0) {
+        return false;
+    }
+    atomic_fetch_add_explicit(&disk->reads_mapped, 1, memory_order_relaxed);
+    ioc_bdev_io_complete_deferred(io, 0);
     return true;
 }
 
@@ -461,7 +482,9 @@ file_submit(struct ioc_bdev_io *io)
     memset(ctx, 0, sizeof(*ctx));
     switch (io->type) {
     case IOC_IO_READ:
-        file_submit_rw(io);
+        if (!file_read_mapped(disk, io)) {
+            file_submit_rw(io);
+        }
         return;
     case IOC_IO_WRITE:
         if (file_write_in_place(disk, io)) {
@@ -515,9 +538,7 @@ file_destruct(struct ioc_bdev *bdev)
 {
     struct file_disk *disk = bdev->ctx;
 
-    if (disk->map != NULL) {
-        munmap(disk->map, disk->map_len);
-    }
+    file_map_close(&disk->map);
     if (disk->fd >= 0) {
         close(disk->fd);
     }
@@ -531,46 +552,13 @@ file_dump_json(struct ioc_bdev *bdev, json_t *obj)
 
     json_object_set_new(obj, "path", json_string(disk->path));
     json_object_set_new(obj, "direct", json_boolean(disk->direct));
+    json_object_set_new(obj, "mapped", json_boolean(disk->map.base != NULL));
+    json_object_set_new(obj, "reads_mapped",
+                        json_integer((json_int_t)atomic_load_explicit(&disk->reads_mapped,
+                                                                      memory_order_relaxed)));
     json_object_set_new(obj, "writes_in_place",
                         json_integer((json_int_t)atomic_load_explicit(&disk->writes_in_place,
                                                                       memory_order_relaxed)));
-}
-
-/* cachestat(2) (Linux 6.5); Debian 12's headers predate it. */
-#ifndef __NR_cachestat
-#define __NR_cachestat 451
-#endif
-struct file_cachestat_range {
-    uint64_t off;
-    uint64_t len;
-};
-struct file_cachestat {
-    uint64_t nr_cache;
-    uint64_t nr_dirty;
-    uint64_t nr_writeback;
-    uint64_t nr_evicted;
-    uint64_t nr_recently_evicted;
-};
-
-/*
- * Whether every page of [offset, offset + len) is in the page cache: 1, 0,
- * or -ENOTSUP for a kernel without cachestat(2) (which answers from the
- * page-cache tree without touching the pages). Used where a page that had to
- * be read from disk would stall every connection of the reactor.
- */
-static int
-file_range_cached(struct file_disk *disk, uint64_t offset, uint64_t len)
-{
-    uint64_t page = disk->page_size;
-    uint64_t first = offset / page;
-    uint64_t pages = (offset + len + page - 1) / page - first;
-    struct file_cachestat_range range = {.off = first * page, .len = pages * page};
-    struct file_cachestat cs;
-
-    if (syscall(__NR_cachestat, disk->fd, &range, &cs, 0) < 0) {
-        return errno == ENOSYS ? -ENOTSUP : 0;
-    }
-    return cs.nr_cache >= pages;
 }
 
 /* Buffered only (O_DIRECT bytes are not in the page cache), and only cached. */
@@ -584,7 +572,7 @@ file_splice_source(struct ioc_bdev *bdev, uint64_t offset, uint64_t len, int *fd
     if (disk->direct) {
         return -ENOTSUP;
     }
-    cached = file_range_cached(disk, offset, len);
+    cached = file_map_range_cached(disk->fd, disk->page_size, offset, len);
     if (cached <= 0) {
         return cached < 0 ? cached : -EAGAIN;
     }
@@ -606,10 +594,11 @@ file_write_window(struct ioc_bdev *bdev, uint64_t offset, uint64_t len)
 {
     struct file_disk *disk = bdev->ctx;
 
-    if (disk->map == NULL || file_range_cached(disk, offset, len) <= 0) {
+    if (disk->map.base == NULL ||
+        file_map_range_cached(disk->fd, disk->page_size, offset, len) <= 0) {
         return NULL;
     }
-    return disk->map + offset;
+    return disk->map.base + offset;
 }
 
 static const struct ioc_bdev_ops file_ops = {
@@ -691,25 +680,20 @@ file_size_setup(struct file_disk *disk, const struct ioc_bdev_file_opts *opts, u
     return 0;
 }
 
-/* The mapping behind file_write_window; without it writes take a buffer. */
+/* The mapping behind file_write_window and file_read_mapped. */
 static void
-file_map(struct file_disk *disk, uint64_t size)
+file_map_setup(struct file_disk *disk, const struct ioc_bdev_file_opts *opts, uint64_t size)
 {
-    void *map;
+    int rc;
 
-    if (disk->direct || disk->is_blockdev || size > SIZE_MAX) {
+    if (disk->direct || disk->is_blockdev || opts->no_map) {
         return;
     }
-    map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, disk->fd, 0);
-    if (map == MAP_FAILED) {
-        IOC_INFO("bdev", "bdev %s: cannot map %s (%s): writes are copied from buffers",
-                 disk->bdev.name, disk->path, strerror(errno));
-        return;
+    rc = file_map_open(&disk->map, disk->fd, size, disk->page_size);
+    if (rc < 0) {
+        IOC_INFO("bdev", "bdev %s: cannot map %s (%s): all IO goes through io_uring",
+                 disk->bdev.name, disk->path, strerror(-rc));
     }
-    /* a child process (none today) must not inherit a writable view of the volume */
-    (void)madvise(map, (size_t)size, MADV_DONTFORK);
-    disk->map = map;
-    disk->map_len = (size_t)size;
 }
 
 /* Find out once whether the file system can punch holes, instead of failing every TRIM. */
@@ -764,7 +748,7 @@ ioc_bdev_file_create(const struct ioc_bdev_file_opts *opts, struct ioc_err *err)
         return rc;
     }
     file_probe_fallocate(disk, size);
-    file_map(disk, size);
+    file_map_setup(disk, opts, size);
     disk->bdev.size = size;
     disk->bdev.block_size = block_size;
     disk->bdev.buf_align = opts->direct ? 4096 : 1;

@@ -14,6 +14,7 @@ struct ioc_bdev_file_opts {
     uint64_t size;       /* 0: use the file's size (it must exist); else create or grow to it */
     bool direct;         /* O_DIRECT: bypass the page cache (block size 4096) */
     uint32_t block_size; /* 0: 512 buffered, 4096 direct (block devices: the device's) */
+    bool no_map;         /* no shared mapping: every IO through io_uring (file_map.h) */
 };
 
 /**

@@ -33,6 +33,9 @@ def test_vhost_verify_iocd_all_modes_then_nbd(iocd, tmp_path):
     run([need("nbdcopy"), uri, tmp_path / "via-nbd"])
     run([*perf_dump(sock, tmp_path / "via-vblk")])
     assert digest(tmp_path / "via-nbd") == digest(tmp_path / "via-vblk")
+    # the written (so cached) part was read from the file bdev's mapping
+    (bdev,) = [b for b in iocd.rpc("bdev_list") if b["name"] == "v"]
+    assert bdev["reads_mapped"] > 0, bdev
 
 
 def perf_dump(sock, out):

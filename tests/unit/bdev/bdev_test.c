@@ -18,7 +18,9 @@
 
 #include "bdev/bdev_module.h"
 #include "bdev/error/bdev_error.h"
+#include "bdev/bdev_module.h"
 #include "bdev/file/bdev_file.h"
+#include "bdev/file/file_map.h"
 #include "bdev/malloc/bdev_malloc.h"
 #include "core/reactor.h"
 #include "tests/unit/util/ut_bdev.h"
@@ -299,6 +301,83 @@ test_bdev_file_existing_file_keeps_data(void **state)
     assert_int_equal(ioc_bdev_delete("f1", NULL), 0);
 }
 
+static json_int_t
+file_counter(struct ioc_bdev *b, const char *key)
+{
+    json_t *obj = json_object();
+    json_int_t v;
+
+    b->ops->dump_json(b, obj);
+    v = json_integer_value(json_object_get(obj, key));
+    json_decref(obj);
+    return v;
+}
+
+/* A cached READ is copied out of the mapping; after the file shrinks behind
+ * the bdev's back, the same READ gives zeroes past the end, as before. */
+static void
+test_bdev_file_mapped_reads(void **state)
+{
+    struct ioc_bdev_file_opts opts = {.name = "f2"};
+    static uint8_t data[4 << 20], back[8192];
+    struct ioc_bdev *b;
+    char path[256];
+    int fd;
+
+    (void)state;
+    file_path(path, sizeof(path), "f2.img");
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)(i * 7 + i / 4096);
+    }
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data)); /* cached */
+    opts.path = path;
+    assert_int_equal(ioc_bdev_file_create(&opts, NULL), 0);
+    b = ioc_bdev_get_by_name("f2");
+    assert_int_equal(run_io(b, IOC_IO_READ, (1 << 20) + 512, sizeof(back), back, 0, NULL), 0);
+    assert_memory_equal(back, data + (1 << 20) + 512, sizeof(back));
+    assert_int_equal(file_counter(b, "reads_mapped"), 1);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    memset(back, 0xee, sizeof(back));
+    assert_int_equal(run_io(b, IOC_IO_READ, 1 << 20, sizeof(back), back, 0, NULL), 0);
+    for (size_t i = 0; i < sizeof(back); i++) {
+        assert_int_equal(back[i], 0);
+    }
+    assert_int_equal(file_counter(b, "reads_mapped"), 1);
+    ioc_bdev_put(&b);
+    assert_int_equal(ioc_bdev_delete("f2", NULL), 0);
+    close(fd);
+}
+
+/* A copy out of a mapped page that no longer has a file behind it: SIGBUS,
+ * caught, -EFAULT; the process goes on. */
+static void
+test_file_map_copy_out_sigbus(void **state)
+{
+    static uint8_t data[3 * 4096], back[4096];
+    struct iovec iov = {back, sizeof(back)};
+    struct file_map m;
+    char path[256];
+    int fd;
+
+    (void)state;
+    file_path(path, sizeof(path), "map.img");
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    memset(data, 0x5c, sizeof(data));
+    assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    assert_int_equal(file_map_open(&m, fd, sizeof(data), 4096), 0);
+    assert_int_equal(file_map_copy_out(&m, 4096, &iov, 1), 0);
+    assert_memory_equal(back, data, sizeof(back));
+    assert_int_equal(ftruncate(fd, 4096), 0);
+    assert_int_equal(file_map_copy_out(&m, 8192, &iov, 1), -EFAULT);
+    assert_int_equal(file_map_copy_out(&m, 4096, &iov, 1), -EFAULT); /* again: not blocked */
+    assert_int_equal(file_map_copy_out(&m, 0, &iov, 1), 0);
+    file_map_close(&m);
+    close(fd);
+}
+
 /* ---- error ---- */
 
 static void
@@ -353,6 +432,8 @@ main(void)
         cmocka_unit_test(test_bdev_file_create_errors),
         cmocka_unit_test(test_bdev_file_rw_fua_trim_and_holes),
         cmocka_unit_test(test_bdev_file_existing_file_keeps_data),
+        cmocka_unit_test(test_bdev_file_mapped_reads),
+        cmocka_unit_test(test_file_map_copy_out_sigbus),
         cmocka_unit_test(test_bdev_error_inject_after_count_and_delay),
     };
 

@@ -1,4 +1,9 @@
-"""Large WRITEs received in place (nbd_conn.c parse_request, bdev_file.c
+"""The file bdev's mapping (src/bdev/file/file_map.h) under NBD.
+
+Cached READs copied out of the mapping (bdev_file.c file_read_mapped): the
+bytes, the counter, and `map: false`, which turns the mapping off.
+
+Large WRITEs received in place (nbd_conn.c parse_request, bdev_file.c
 file_write_window): the payload of a WRITE of 32 KiB or more, to a buffered
 file whose pages are all in the page cache, is received straight into the
 file's mapped page cache instead of into a buffer that is then written. The
@@ -19,9 +24,13 @@ from ioc_e2e import MiB, NbdClient, NBD_CMD_FLAG_FUA, need, random_image, run, s
 FALLBACK_LOG = "cannot receive in place"
 
 
-def writes_in_place(d, name):
+def bdev_info(d, name):
     (bdev,) = [b for b in d.rpc("bdev_list") if b["name"] == name]
-    return bdev["writes_in_place"]
+    return bdev
+
+
+def writes_in_place(d, name):
+    return bdev_info(d, name)["writes_in_place"]
 
 
 def cache(path, off, length):
@@ -43,6 +52,27 @@ def cache_every_other_mib(path):
             os.pread(fd, MiB, off)
     finally:
         os.close(fd)
+
+
+def test_nbd_mapped_reads_and_map_off(make_iocd, tmp_path):
+    img = random_image(tmp_path / "img.raw", 8 * MiB)
+    data = cache(img, 0, 8 * MiB)
+    d = make_iocd()
+    d.file_export("m", img, read_only=True)
+    d.file_export("u", img, read_only=True, map=False)
+    offsets = [0, 4096, 3 * MiB + 512, 8 * MiB - 8192]
+    for name in ("m", "u"):
+        c = NbdClient(d.port, name)
+        try:
+            for off in offsets:
+                assert c.read(off, 8192) == data[off:off + 8192], (name, off)
+        finally:
+            c.close()
+    m, u = bdev_info(d, "m"), bdev_info(d, "u")
+    assert m["mapped"] and m["reads_mapped"] == len(offsets), m
+    assert not u["mapped"] and u["reads_mapped"] == 0, u
+    d.iocctl("bdev", "create", "file", "c", str(img), "--no-map")
+    assert not bdev_info(d, "c")["mapped"]
 
 
 def test_nbd_write_in_place_nbdcopy_mixed_cache(make_iocd, tmp_path):
