@@ -32,21 +32,8 @@ if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" != $((1024 << 20)) ]; then
     dd if=/dev/urandom of="$FILE" bs=1M count=1024 status=none
 fi
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-$PY bench/keep_resident.py --small-folios "$FILE" 2>"$WORK/pair_keep_resident.log" &
-PIDS+=($!)
-for _ in $(seq 1200); do
-    grep -q "large folios" "$WORK/pair_keep_resident.log" 2>/dev/null && break
-    sleep 0.1
-done
+. bench/pair_lib.sh
+pair_keep_resident "$FILE" "$WORK/pair_keep_resident.log" --small-folios
 
 # start SPEC NAME PORT: prints the server's pid (run in $(...): the server's
 # stdout must not be that pipe, and it outlives this subshell)
@@ -107,6 +94,5 @@ for r in $(seq "$ROUNDS"); do
         printf "A %6.0f MiB/s %.3f cpu-s/GiB | B %6.0f MiB/s %.3f cpu-s/GiB | B/A %.3f cpu %.3f\n",
                $1, ca, $5, cb, $5 / $1, cb / ca}' | tee -a "$results"
 done
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-echo "median B/A: throughput $(awk '{print $(NF - 2)}' "$results" | median)," \
-     "server CPU per GiB $(awk '{print $NF}' "$results" | median)"
+echo "median B/A: throughput $(awk '{print $(NF - 2)}' "$results" | pair_median)," \
+     "server CPU per GiB $(awk '{print $NF}' "$results" | pair_median)"

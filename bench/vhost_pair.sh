@@ -27,21 +27,8 @@ mkdir -p "$WORK"
 if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" != $((1024 << 20)) ]; then
     head -c $((1024 << 20)) /dev/urandom >"$FILE"
 fi
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-$PY bench/keep_resident.py "$FILE" 2>"$WORK/pair_keep_resident.log" &
-PIDS+=($!)
-for _ in $(seq 1200); do
-    grep -q "large folios" "$WORK/pair_keep_resident.log" 2>/dev/null && break
-    sleep 0.1
-done
+. bench/pair_lib.sh
+pair_keep_resident "$FILE" "$WORK/pair_keep_resident.log"
 
 # start BUILD_DIR NAME EXTRA_BDEV_JSON: prints the iocd's pid (see nbd_pair.sh on $(...))
 start() {
@@ -73,5 +60,4 @@ for r in $(seq "$ROUNDS"); do
     echo "$ia $ib" | awk '{printf "A %8.0f IOPS | B %8.0f IOPS | B/A %.3f\n", $1, $2, $2 / $1}' |
         tee -a "$results"
 done
-echo "median B/A: $(awk '{print $NF}' "$results" | sort -n |
-    awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')"
+echo "median B/A: $(awk '{print $NF}' "$results" | pair_median)"

@@ -11,7 +11,10 @@
  * position, and an fdatasync on any reactor covers writes completed on all of
  * them, which is what makes NBD multi-conn FLUSH true.
  *
- * Mapping:  READ/WRITE -> read(v)/write(v), FUA -> RWF_DSYNC;  FLUSH -> fdatasync;
+ * Mapping:  READ/WRITE -> read(v)/write(v), FUA -> RWF_DSYNC (a READ of cached
+ *           pages is copied out of the file's shared mapping instead, and a
+ *           WRITE received into that mapping only needs FUA's fdatasync:
+ *           file_map.h);  FLUSH -> fdatasync;
  *           UNMAP -> punch hole;  WRITE_ZEROES -> punch hole, or zero range
  *           with NO_HOLE;  PREFETCH -> fadvise WILLNEED;  BLOCK_STATUS -> lseek
  *           SEEK_DATA/SEEK_HOLE (a metadata lookup the kernel answers from

@@ -8,9 +8,10 @@
  *
  *   bytes in:  nbd_conn_recv_buf() says where to receive (the 256 KiB receive
  *              buffer, or straight into a WRITE request's data buffer while
- *              its payload is outstanding; after a large WRITE, just the next
- *              header, so the next payload is not copied out of the receive
- *              buffer); nbd_conn_recv_done() parses every
+ *              its payload is outstanding, or into the bdev's own page cache
+ *              where it offers a window, see parse_request; after a large
+ *              WRITE, just the next header, so the next payload is not copied
+ *              out of the receive buffer); nbd_conn_recv_done() parses every
  *              complete message in the buffer, validates each request
  *              (nbd_validate_request) and submits its bdev IO at once.
  *   bytes out: replies are queued as iovec lists that point into the request
@@ -40,7 +41,9 @@
  *                 reply to the previous one has been sent (hs_queued false),
  *                 so the handshake buffer never moves under a pending send.
  *   TRANSMISSION  requests; exp != NULL.
- *   PAYLOAD       a WRITE's payload is received into payload_req->buf.
+ *   PAYLOAD       a WRITE's payload is received into payload_req->buf, or
+ *                 into payload_req->window (ioc_bdev_write_window: the file
+ *                 bdev's mapped page cache) and after an EFAULT there into buf.
  *   CLOSING       no more input. In-flight IO completes; its replies are sent
  *                 unless `aborted` (protocol error, peer gone). Finished when
  *                 io_inflight == 0 and the output is drained or dropped.
