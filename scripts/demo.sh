@@ -9,6 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}; case "$DATA" in /*) D=$DATA/demo ;; *) D=$PWD/$DATA/demo ;; esac; BUILD=${2:-build}
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_free() { /usr/bin/python3 -c 'import socket, sys; s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+# node_port FILE: the port FILE recorded at the last start if it is free,
+# else a new one (recorded). The same ports across `make stop` / `make run`
+# keep the replicas' URIs, by which a restarted nexus finds its children in
+# sync (src/nexus/nexus.c, saved_find); with new ports it finds none and the
+# volume cannot come back without an operator choosing a replica.
+node_port() {
+    local p
+    if [ -s "$1" ] && p=$(cat "$1") && port_free "$p"; then echo "$p"; return; fi
+    p=$(free_port); echo "$p" >"$1"; echo "$p"
+}
 
 stop_pid() { # PIDFILE NAME: TERM, wait up to 5 s, then KILL
     local pid
@@ -34,11 +46,11 @@ start() {
     for n in a b c; do
         mkdir -p "$D/$n"
         [ -f "$D/$n/iocd.pid" ] && kill -0 "$(cat "$D/$n/iocd.pid")" 2>/dev/null && continue
-        port=$(free_port)
+        port=$(node_port "$D/$n/nbd.port")
         extra=(); [ "$n" = a ] && extra=(--controller)
         # iSCSI (when built in) defaults to one fixed port: node a serves it on a free one.
         if "$BUILD/iocd" --help | grep -q -- --iscsi-listen; then
-            if [ "$n" = a ]; then extra+=(--iscsi-listen "127.0.0.1:$(free_port)");
+            if [ "$n" = a ]; then extra+=(--iscsi-listen "127.0.0.1:$(node_port "$D/$n/iscsi.port")");
             else extra+=(--iscsi-listen none); fi
         fi
         "$BUILD/iocd" --rpc-socket "$D/$n/iocd.sock" --nbd-listen "127.0.0.1:$port" \
