@@ -512,9 +512,6 @@ req_prep_write_in_place(struct nbd_req *req, struct ioc_bdev_io *io, uint32_t io
     if (req->window_end == req->count) {
         iov->iov_base = req->window;
         iov->iov_len = req->count;
-    } else if (req->window_end == 0) {
-        iov->iov_base = req->buf;
-        iov->iov_len = req->count;
     } else {
         /* the kernel copies the first part onto itself: harmless, and the
          * write's result covers the whole range */
@@ -540,7 +537,7 @@ req_submit(struct nbd_req *req, enum ioc_io_type type, uint32_t ioflags)
         req_submit_failed(req, -ENOMEM);
         return;
     }
-    if (type == IOC_IO_WRITE && req->window != NULL) {
+    if (type == IOC_IO_WRITE && req->window_end > 0) {
         req_prep_write_in_place(req, io, ioflags);
     } else if (type == IOC_IO_READ || type == IOC_IO_WRITE) {
         io->iov_single.iov_base = req->buf;
